@@ -1,0 +1,1 @@
+"""assetsync alerter service."""

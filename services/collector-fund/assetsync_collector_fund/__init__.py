@@ -1,0 +1,1 @@
+"""assetsync collector_fund service."""

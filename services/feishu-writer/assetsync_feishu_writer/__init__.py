@@ -1,0 +1,1 @@
+"""assetsync feishu_writer service."""

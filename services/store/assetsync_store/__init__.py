@@ -1,0 +1,1 @@
+"""assetsync store service."""

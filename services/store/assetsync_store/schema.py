@@ -1,0 +1,168 @@
+"""The SQLite schema and its forward migrations (PRAGMA user_version is the schema version)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Each entry upgrades the schema from version i to i+1. Never edit a released entry: append.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE price_history (
+        source TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        price REAL NOT NULL,
+        currency TEXT NOT NULL,
+        asset_type TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        via TEXT NOT NULL DEFAULT '',
+        price_date TEXT NOT NULL DEFAULT '',
+        origin TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (source, asset, ts)
+    ) WITHOUT ROWID;
+    CREATE INDEX price_history_asset_ts ON price_history (asset, ts);
+
+    CREATE TABLE klines (
+        source TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        interval TEXT NOT NULL,
+        open_time INTEGER NOT NULL,
+        open REAL NOT NULL,
+        high REAL NOT NULL,
+        low REAL NOT NULL,
+        close REAL NOT NULL,
+        volume REAL NOT NULL,
+        PRIMARY KEY (source, symbol, interval, open_time)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE holdings (
+        asset TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        asset_type TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        quantity REAL NOT NULL,
+        price REAL,
+        value REAL,
+        avg_cost REAL,
+        total_cost REAL,
+        pnl REAL,
+        pnl_pct REAL,
+        cost_source TEXT NOT NULL DEFAULT '',
+        price_date TEXT NOT NULL DEFAULT '',
+        as_of INTEGER NOT NULL,
+        origin TEXT NOT NULL DEFAULT ''
+    );
+
+    CREATE TABLE orders (
+        source TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        side TEXT NOT NULL,
+        order_type TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL,
+        price REAL,
+        amount REAL NOT NULL DEFAULT 0,
+        filled REAL NOT NULL DEFAULT 0,
+        cost REAL NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (source, symbol, order_id)
+    );
+
+    CREATE TABLE trades (
+        source TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        trade_id TEXT NOT NULL,
+        order_id TEXT NOT NULL DEFAULT '',
+        side TEXT NOT NULL,
+        price REAL NOT NULL,
+        amount REAL NOT NULL,
+        cost REAL NOT NULL,
+        fee REAL NOT NULL DEFAULT 0,
+        fee_currency TEXT NOT NULL DEFAULT '',
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (source, symbol, trade_id)
+    );
+    CREATE INDEX trades_order ON trades (source, symbol, order_id);
+
+    CREATE TABLE snapshots (
+        date TEXT PRIMARY KEY,
+        base_currency TEXT NOT NULL,
+        total_value REAL NOT NULL,
+        total_cost REAL NOT NULL,
+        total_pnl REAL NOT NULL,
+        pnl_pct REAL,
+        asset_count INTEGER NOT NULL,
+        by_currency TEXT NOT NULL DEFAULT '{}',
+        taken_at INTEGER NOT NULL
+    );
+
+    CREATE TABLE sync_logs (
+        command_id TEXT PRIMARY KEY,
+        task TEXT NOT NULL,
+        source TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL,
+        duration REAL NOT NULL,
+        records INTEGER NOT NULL,
+        total INTEGER NOT NULL,
+        errors TEXT NOT NULL DEFAULT '[]',
+        message TEXT NOT NULL DEFAULT '',
+        data_as_of TEXT NOT NULL DEFAULT '',
+        origin TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX sync_logs_time ON sync_logs (started_at);
+
+    CREATE TABLE backups (
+        command_id TEXT PRIMARY KEY,
+        ok INTEGER NOT NULL,
+        path TEXT NOT NULL DEFAULT '',
+        size_bytes INTEGER NOT NULL DEFAULT 0,
+        integrity TEXT NOT NULL DEFAULT '',
+        error TEXT NOT NULL DEFAULT '',
+        removed TEXT NOT NULL DEFAULT '[]',
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL
+    );
+    """,
+)
+
+LATEST = len(MIGRATIONS)
+TABLES = ("price_history", "klines", "holdings", "orders", "trades", "snapshots", "sync_logs", "backups")
+
+
+class SchemaError(Exception):
+    """The database file's schema cannot be used by this version."""
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to LATEST (each step in its own transaction); returns the version."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > LATEST:
+        raise SchemaError(f"database schema v{version} is newer than this assetsync understands (v{LATEST})")
+    for target in range(version + 1, LATEST + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _statements(MIGRATIONS[target - 1]):
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return LATEST
+
+
+def _statements(script: str) -> list[str]:
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out

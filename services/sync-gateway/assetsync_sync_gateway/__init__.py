@@ -1,0 +1,1 @@
+"""assetsync sync_gateway service."""

@@ -1,0 +1,5 @@
+"""`python -m assetsync` is the `assetsync` command."""
+
+from assetsync.cli import run
+
+run()

@@ -1,0 +1,410 @@
+"""The `assetsync` command (CONTRACTS §2)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from assetsync import __version__
+from assetsync.config import ConfigError, Settings, find_default_config, load_settings, redacted
+from assetsync.events import TaskName, TaskResult
+from assetsync.logs import setup_logging
+from assetsync.runner import Stack, install_signal_handlers
+from assetsync.service import SERVICE_MODULES
+from assetsync.tasks import TASK_OWNER, TaskTimeout, request_task
+
+log = logging.getLogger("assetsync.cli")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL = 0, 1, 2, 3
+TASKS: tuple[TaskName, ...] = ("crypto", "fund", "snapshot", "backup")
+TASK_LABEL = {"crypto": "crypto_sync", "fund": "fund_sync", "snapshot": "snapshot", "backup": "backup"}
+STATUS_EXIT = {"success": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}
+SEVERITY = {EXIT_OK: 0, EXIT_PARTIAL: 1, EXIT_FAILED: 2}
+
+
+# --- argument parsing ------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config", "-c", type=Path, help="config.json or config.toml (default: ./config.json|toml)"
+    )
+    p.add_argument("--data-dir", type=Path, help="data directory (default: ./data)")
+    p.add_argument("--log-dir", type=Path, help="log directory (default: ./logs)")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="assetsync",
+        description="Asset sync: Binance and Xueqiu collectors, NATS JetStream, SQLite, Feishu, sync gateway.",
+    )
+    parser.add_argument("--version", action="version", version=f"assetsync {__version__}")
+    parser.add_argument(
+        "--run-once", action="store_true", help="alias of `assetsync run-once` (original tool)"
+    )
+    parser.add_argument("--task", choices=TASKS, help="alias of `assetsync task NAME` (original tool)")
+    _common(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("up", help="run every service in one process (embedded NATS unless nats.url is set)")
+    _common(p)
+    p.add_argument("--demo", action="store_true", help="run against the built-in emulators with demo data")
+
+    p = sub.add_parser("service", help="run one service (for compose, Kubernetes, systemd)")
+    p.add_argument("name", choices=list(SERVICE_MODULES), help="which service")
+    _common(p)
+
+    p = sub.add_parser("task", help="run one task now and wait until its results are stored")
+    p.add_argument("name", choices=TASKS, help="which task")
+    p.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds to wait for the result (default 900)"
+    )
+    _common(p)
+
+    p = sub.add_parser("run-once", help="run every task once (exit code: worst of them)")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for each result")
+    _common(p)
+
+    p = sub.add_parser("setup-tables", help="create the SQLite schema and the Feishu tables (idempotent)")
+    _common(p)
+
+    p = sub.add_parser("backup", help="online SQLite backups: create, list, verified restore")
+    bsub = p.add_subparsers(dest="backup_command", metavar="ACTION", required=True)
+    b = bsub.add_parser("create", help="back up the database now")
+    _common(b)
+    b = bsub.add_parser("list", help="list backups, newest first")
+    _common(b)
+    b = bsub.add_parser("restore", help="verify a backup and swap it in atomically")
+    b.add_argument("path", type=Path, help="backup file, e.g. data/backups/assets_20250120_010000.db")
+    _common(b)
+
+    p = sub.add_parser("check-config", help="validate the configuration (exit 2 on the first problem)")
+    _common(p)
+    return parser
+
+
+def load(args: argparse.Namespace, *, demo: bool = False) -> Settings:
+    path = args.config if args.config else find_default_config(Path.cwd())
+    if args.config and not args.config.exists():
+        raise ConfigError("", f"config file {args.config} does not exist")
+    return load_settings(path, data_dir=args.data_dir, log_dir=args.log_dir, demo=demo)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        if args.run_once:
+            args.command, args.timeout = "run-once", 900.0
+        elif args.task:
+            args.command, args.name, args.timeout = "task", args.task, 900.0
+        else:
+            parser.print_help()
+            return EXIT_CONFIG
+    handler = COMMANDS[args.command]
+    try:
+        code = handler(args)
+    except ConfigError as exc:
+        print(f"assetsync: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    sys.stdout.flush()
+    return code
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    s = load(args)
+    print(f"config OK: {s.config_path or '(defaults, no file)'}")
+    parts = {
+        "binance": s.binance_on(),
+        "xueqiu": s.xueqiu_on(),
+        "feishu": s.feishu_on(),
+        "alerts": s.alerts_on(),
+        "sync-gateway": s.config.sync_gateway.enabled,
+    }
+    print("  " + ", ".join(f"{k}: {'on' if v else 'off'}" for k, v in parts.items()))
+    print(f"  data dir: {s.data_dir}  database: {s.db_path}  backups: {s.backup_dir}")
+    print(f"  nats: {s.config.nats.url or 'embedded'}  timezone: {s.timezone}")
+    for sch in s.schedules:
+        print(f"  schedule {sch.key}: hour={sch.hour} minute={sch.minute}")
+    if args.log_level.upper() == "DEBUG":
+        print(json.dumps(redacted(s.config), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = load(args, demo=args.demo)
+    setup_logging(settings.log_dir, args.log_level)
+    return asyncio.run(_up(settings, list(SERVICE_MODULES)))
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    settings = load(args)
+    setup_logging(settings.log_dir, args.log_level)
+    return asyncio.run(_up(settings, [args.name]))
+
+
+async def _up(settings: Settings, names: list[str]) -> int:
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    started = asyncio.get_running_loop().time()
+    async with contextlib.AsyncExitStack() as outer:
+        if settings.demo:
+            from assetsync.demo import start_demo  # only the demo needs the emulators
+
+            settings = await start_demo(settings, outer)
+        async with Stack(settings, names) as stack:
+            took = asyncio.get_running_loop().time() - started
+            _print_parts(stack)
+            assert stack.nats is not None
+            print(f"  nats:      {stack.nats.url}{' (embedded)' if stack.nats.server else ''}")
+            print(f"  data dir:  {settings.data_dir}")
+            print(f"  logs:      {settings.log_dir}")
+            if stack.health_server is not None:
+                hs = stack.health_server
+                print(
+                    f"  health:    http://{hs.host}:{hs.port}/healthz  metrics: http://{hs.host}:{hs.port}/metrics"
+                )
+            if stack.service("sync-gateway") is not None:
+                gw = settings.config.sync_gateway
+                scheme = "https" if gw.tls_cert else "http"
+                print(f"  gateway:   {scheme}://{gw.host}:{gw.port}/data-sync-manager")
+            print(f"ready in {took:.1f}s — press Ctrl+C (or send SIGTERM) to stop", flush=True)
+            if settings.demo:
+                from assetsync.demo import kick_off
+
+                await kick_off(stack)
+            await stop.wait()
+            print("stopping: draining consumers…", flush=True)
+    print("stopped", flush=True)
+    return EXIT_OK
+
+
+def _print_parts(stack: Stack) -> None:
+    for p in stack.parts:
+        if p.state == "running":
+            print(f"  {p.name:<17} running")
+        elif p.state == "off":
+            print(f"  {p.name:<17} off — {p.reason}")
+        else:
+            print(f"  {p.name:<17} absent — {p.reason}")
+
+
+def _stack_running(settings: Settings) -> bool:
+    """True when another process serves NATS for this data dir (or `nats.url` points at a stack)."""
+    if settings.config.nats.url:
+        return True
+    lock = settings.data_dir / "run" / "nats.lock"
+    if not lock.exists():
+        return False
+    with lock.open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
+async def _with_stack(settings: Settings, work: Callable[[Stack], Awaitable[int]]) -> int:
+    """Run `work` against the running stack, or start what it needs in this process (no schedulers)."""
+    remote = _stack_running(settings)
+    names = [] if remote else [n for n in SERVICE_MODULES if n != "sync-gateway"]
+    async with Stack(settings, names, scheduling=False, health_port=0, announce=False) as stack:
+        return await work(stack)
+
+
+def cmd_task(args: argparse.Namespace) -> int:
+    settings = load(args)
+    setup_logging(settings.log_dir, args.log_level)
+    return asyncio.run(_with_stack(settings, lambda st: _run_tasks(st, [args.name], args.timeout)))
+
+
+def cmd_run_once(args: argparse.Namespace) -> int:
+    settings = load(args)
+    setup_logging(settings.log_dir, args.log_level)
+    return asyncio.run(
+        _with_stack(settings, lambda st: _run_tasks(st, list(TASKS), args.timeout, skip_off=True))
+    )
+
+
+async def _run_tasks(stack: Stack, tasks: list[TaskName], timeout: float, *, skip_off: bool = False) -> int:
+    assert stack.rt is not None
+    worst = EXIT_OK
+    for task in tasks:
+        owner = TASK_OWNER[task]
+        part = next((p for p in stack.parts if p.name == owner), None)
+        if part is not None and part.state != "running":
+            line = f"{TASK_LABEL[task]}: {part.state} — {owner} {part.reason}"
+            if skip_off:
+                print(f"{line} (skipped)")
+                continue
+            print(line, file=sys.stderr)
+            worst = max(worst, EXIT_FAILED, key=SEVERITY.__getitem__)
+            continue
+        try:
+            result, stored = await request_task(stack.rt, task, timeout=timeout)
+        except TaskTimeout as exc:
+            print(f"{TASK_LABEL[task]}: failed — {exc}", file=sys.stderr)
+            worst = max(worst, EXIT_FAILED, key=SEVERITY.__getitem__)
+            continue
+        print_summary(result, stored)
+        worst = max(worst, STATUS_EXIT[result.status], key=SEVERITY.__getitem__)
+    if stack.parts:
+        await _settle(stack)
+    return worst
+
+
+async def _settle(stack: Stack, timeout: float = 60.0) -> None:
+    """In a one-shot run, let every sink (SQLite, Feishu) finish before exiting."""
+    assert stack.rt is not None
+
+    async def all_idle() -> None:
+        while True:
+            lags = []
+            for c in stack.rt.consumers:  # type: ignore[union-attr]
+                if c.spec.stream.endswith("TASKS"):
+                    continue
+                with contextlib.suppress(Exception):
+                    lags.append(await c.lag())
+            if not any(lags):
+                return
+            await asyncio.sleep(0.1)
+
+    try:
+        await asyncio.wait_for(all_idle(), timeout)
+    except TimeoutError:
+        log.warning("some events are still being written; they will be delivered on the next run")
+
+
+def print_summary(r: TaskResult, stored: bool) -> None:
+    """A one-screen summary of a task run."""
+    label = TASK_LABEL.get(r.task, r.task)
+    when = datetime.fromtimestamp(r.started_at / 1000).strftime("%Y-%m-%d %H:%M:%S")
+    counts = f"{r.records}/{r.total}" if r.total else str(r.records)
+    print(f"{label}: {r.status} — {counts} in {r.duration:.1f}s (started {when}, source {r.source})")
+    if r.message:
+        print(f"  {r.message}")
+    if r.data_as_of:
+        print(f"  data as of {r.data_as_of}")
+    for e in r.errors[:20]:
+        qty = f" (quantity {e.quantity:g})" if e.quantity is not None else ""
+        print(f"  {e.kind}: {e.asset}{qty} — {e.reason}")
+    if len(r.errors) > 20:
+        print(f"  … and {len(r.errors) - 20} more")
+    print(f"  stored: {'yes' if stored else 'not confirmed (is the store running?)'}")
+
+
+def cmd_setup_tables(args: argparse.Namespace) -> int:
+    settings = load(args)
+    setup_logging(None, args.log_level)
+    return asyncio.run(_setup_tables(settings))
+
+
+async def _setup_tables(settings: Settings) -> int:
+    from assetsync_store.db import Database, StoreUnavailable
+
+    db = Database(settings.db_path)
+    try:
+        await db.open()
+    except StoreUnavailable as exc:
+        print(f"SQLite: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    await db.close()
+    print(f"SQLite: schema ready at {settings.db_path}")
+    if not settings.feishu_on():
+        print(
+            "Feishu: off — set mcp_server.app_id/app_secret and asset_sync.feishu.app_token to create the tables"
+        )
+        return EXIT_OK
+    from assetsync.feishu.setup import run_setup_tables
+
+    return await run_setup_tables(settings)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    settings = load(args)
+    setup_logging(None if args.backup_command == "list" else settings.log_dir, args.log_level)
+    if args.backup_command == "list":
+        return _backup_list(settings)
+    if args.backup_command == "create":
+        return asyncio.run(_with_stack(settings, lambda st: _run_tasks(st, ["backup"], 600.0)))
+    return asyncio.run(_backup_restore(settings, args.path.resolve()))
+
+
+def _backup_list(settings: Settings) -> int:
+    from assetsync_store.backup import list_backups
+
+    backups = list_backups(settings.backup_dir)
+    if not backups:
+        print(f"no backups in {settings.backup_dir}")
+        return EXIT_OK
+    print(
+        f"{len(backups)} backups in {settings.backup_dir} (keep_days={settings.config.asset_sync.database.backup.keep_days}):"
+    )
+    for b in backups:
+        print(f"  {b.path.name}  {b.taken:%Y-%m-%d %H:%M:%S}  {b.size_bytes / 1e6:8.2f} MB")
+    return EXIT_OK
+
+
+async def _backup_restore(settings: Settings, path: Path) -> int:
+    from assetsync_store.backup import BackupError, verify_backup
+
+    try:
+        summary = await asyncio.to_thread(verify_backup, path)
+    except BackupError as exc:
+        print(f"restore refused: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"verified {path}: {summary}")
+
+    async def restore(stack: Stack) -> int:
+        assert stack.rt is not None
+        result, _ = await request_task(stack.rt, "restore", args={"path": str(path)}, timeout=300)
+        print_summary(result, True)
+        return STATUS_EXIT[result.status]
+
+    if _stack_running(settings):
+        return await _with_stack(settings, restore)
+    from assetsync_store.db import Database, StoreUnavailable
+
+    db = Database(settings.db_path)
+    try:
+        await db.open()
+        out = await db.restore_from(path)
+    except (BackupError, StoreUnavailable) as exc:
+        print(f"restore refused: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await db.close()
+    print(f"restored {settings.db_path} from {path}: {out}")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "check-config": cmd_check_config,
+    "up": cmd_up,
+    "service": cmd_service,
+    "task": cmd_task,
+    "run-once": cmd_run_once,
+    "setup-tables": cmd_setup_tables,
+    "backup": cmd_backup,
+}
+
+
+def run(argv: Sequence[str] | None = None) -> Any:
+    """Entry point for `python -m assetsync`."""
+    raise SystemExit(main(argv))

@@ -1,0 +1,542 @@
+"""Configuration: the original config.json layout (or TOML), env overrides, msgspec-validated."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from assetsync.secrets import Secret
+
+# Paths (dotted) whose values are secrets: masked everywhere, and taken verbatim from env.
+SECRET_PATHS = frozenset(
+    {
+        "mcp_server.app_secret",
+        "asset_sync.binance.api_key",
+        "asset_sync.binance.api_secret",
+        "asset_sync.xueqiu.cookies",
+        "asset_sync.alerts.feishu_webhook",
+        "asset_sync.alerts.secret",
+        "sync_gateway.admin_token",
+        "sync_gateway.sender.auth_token",
+        "sync_gateway.sender.next_auth_token",
+        "sync_gateway.receiver.auth_token",
+    }
+)
+ENV_PREFIX = "ASSETSYNC_"
+
+
+class ConfigError(Exception):
+    """A configuration problem a user can fix: names the key and what was expected."""
+
+    def __init__(self, key: str, problem: str, source: str = "") -> None:
+        self.key = key
+        self.problem = problem
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{key}: {problem}" if key else f"{where}{problem}")
+
+
+class _Base(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
+    pass
+
+
+class McpServer(_Base):
+    app_id: str = ""
+    app_secret: Secret = Secret("")
+
+
+class BinanceConf(_Base):
+    enabled: bool | None = None
+    api_key: Secret = Secret("")
+    api_secret: Secret = Secret("")
+    testnet: bool = False
+    base_url: str = ""
+    timeout_seconds: float = 15.0
+
+
+class XueqiuConf(_Base):
+    enabled: bool | None = None
+    cookies: Secret = Secret("")
+    base_url: str = "https://stock.xueqiu.com"
+    fund_base_url: str = "https://danjuanfunds.com"
+    timeout_seconds: float = 15.0
+
+
+class FeishuTables(_Base):
+    holdings: str = ""
+    history: str = ""
+    logs: str = ""
+
+
+class FeishuConf(_Base):
+    enabled: bool | None = None
+    app_token: str = ""
+    tables: FeishuTables = msgspec.field(default_factory=FeishuTables)
+    base_url: str = "https://open.feishu.cn"
+
+
+class ManualAsset(_Base):
+    symbol: str
+    quantity: float | None = None
+    avg_cost: float | None = None
+    name: str = ""
+
+
+class CryptoAssets(_Base):
+    auto_discover: bool = True
+    ignore: list[str] = msgspec.field(default_factory=list)
+    manual: list[ManualAsset] = msgspec.field(default_factory=list)
+    cost_method: Literal["average", "fifo"] = "average"
+    min_value: float = 1.0
+    kline_interval: str = "1h"
+    kline_backfill_hours: int = 24 * 7
+
+
+class FundAssets(_Base):
+    auto_discover: bool = True
+    ignore: list[str] = msgspec.field(default_factory=list)
+    manual: list[ManualAsset] = msgspec.field(default_factory=list)
+
+
+class AssetsConf(_Base):
+    crypto: CryptoAssets = msgspec.field(default_factory=CryptoAssets)
+    funds: FundAssets = msgspec.field(default_factory=FundAssets)
+
+
+CronField = int | str
+
+
+class ScheduleEntry(_Base):
+    enabled: bool = True
+    hour: CronField = "*"
+    minute: CronField = 0
+
+
+class BackupConf(_Base):
+    enabled: bool = True
+    path: str = ""
+    keep_days: int = 30
+
+
+class DatabaseConf(_Base):
+    path: str = ""
+    backup: BackupConf = msgspec.field(default_factory=BackupConf)
+
+
+class AlertsConf(_Base):
+    enabled: bool = True
+    feishu_webhook: Secret = Secret("")
+    secret: Secret = Secret("")
+    alert_on_failure: bool = True
+    alert_on_partial_success: bool = False
+    min_success_rate: float = 0.8
+    reminder_minutes: float = 60.0
+
+
+class AssetSync(_Base):
+    binance: BinanceConf = msgspec.field(default_factory=BinanceConf)
+    xueqiu: XueqiuConf = msgspec.field(default_factory=XueqiuConf)
+    feishu: FeishuConf = msgspec.field(default_factory=FeishuConf)
+    assets: AssetsConf = msgspec.field(default_factory=AssetsConf)
+    # Task name -> schedule; keys are crypto_sync / fund_sync / snapshot / backup, optionally with a
+    # suffix (the seed's `crypto_sync_15min`), plus `timezone`. Validated in `_check_scheduler`.
+    scheduler: dict[str, Any] = msgspec.field(default_factory=dict)
+    database: DatabaseConf = msgspec.field(default_factory=DatabaseConf)
+    alerts: AlertsConf = msgspec.field(default_factory=AlertsConf)
+    base_currency: str = "CNY"
+    fx_rates: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+class NatsConf(_Base):
+    url: str = ""
+    # Namespace for stream and subject names, so several stacks (or tests) share one server.
+    prefix: str = ""
+    stream_replicas: int = 1
+    # Dedupe window for market/portfolio events (seconds); task commands use a day.
+    duplicate_window: float = 3600.0
+    max_age_days: float = 30.0
+
+
+class SenderConf(_Base):
+    enabled: bool = True
+    auth_token: Secret = Secret("")
+    next_auth_token: Secret = Secret("")
+    allowed_ips: list[str] = msgspec.field(default_factory=list)
+    rate_limit: int = 600
+
+
+class ReceiverConf(_Base):
+    enabled: bool = False
+    remote_url: str = ""
+    auth_token: Secret = Secret("")
+    sync_interval: float = 300.0
+    auto_sync: bool = False
+
+
+class SyncGatewayConf(_Base):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 5000
+    site_id: str = ""
+    admin_token: Secret = Secret("")
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    registry: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    sender: SenderConf = msgspec.field(default_factory=SenderConf)
+    receiver: ReceiverConf = msgspec.field(default_factory=ReceiverConf)
+
+
+class MetricsConf(_Base):
+    host: str = "127.0.0.1"
+    # Port of the /metrics + /healthz endpoint of `assetsync service NAME`; 0 = off.
+    port: int = 9464
+
+
+class Config(_Base):
+    mcp_server: McpServer = msgspec.field(default_factory=McpServer)
+    asset_sync: AssetSync = msgspec.field(default_factory=AssetSync)
+    nats: NatsConf = msgspec.field(default_factory=NatsConf)
+    sync_gateway: SyncGatewayConf = msgspec.field(default_factory=SyncGatewayConf)
+    metrics: MetricsConf = msgspec.field(default_factory=MetricsConf)
+
+
+TASK_SCHEDULE_KEYS = ("crypto_sync", "fund_sync", "snapshot", "backup")
+DEFAULT_SCHEDULES: dict[str, ScheduleEntry] = {
+    "crypto_sync": ScheduleEntry(hour="*", minute=0),
+    "fund_sync": ScheduleEntry(hour=9, minute=0),
+    "snapshot": ScheduleEntry(hour=0, minute=0),
+    "backup": ScheduleEntry(hour=1, minute=0),
+}
+_CRON_RE = re.compile(r"^(\*|\*/\d+|\d+(-\d+)?(,\d+(-\d+)?)*)$")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One scheduled job: which task, when, and under which config key."""
+
+    key: str
+    task: str
+    hour: str
+    minute: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated config plus resolved paths; built once in `__main__`, passed everywhere."""
+
+    config: Config
+    config_path: Path | None
+    config_dir: Path
+    data_dir: Path
+    log_dir: Path
+    db_path: Path
+    backup_dir: Path
+    timezone: str
+    schedules: tuple[Schedule, ...]
+    demo: bool = False
+
+    @property
+    def site_id(self) -> str:
+        return self.config.sync_gateway.site_id or "local"
+
+    def binance_on(self) -> bool:
+        b = self.config.asset_sync.binance
+        return bool(b.enabled is not False and b.api_key and b.api_secret)
+
+    def xueqiu_on(self) -> bool:
+        x = self.config.asset_sync.xueqiu
+        return bool(x.enabled is not False and x.cookies)
+
+    def feishu_on(self) -> bool:
+        f = self.config.asset_sync.feishu
+        m = self.config.mcp_server
+        return bool(f.enabled is not False and m.app_id and m.app_secret and f.app_token)
+
+    def alerts_on(self) -> bool:
+        a = self.config.asset_sync.alerts
+        return bool(a.enabled and a.feishu_webhook)
+
+    def schedule_for(self, task: str) -> list[Schedule]:
+        return [s for s in self.schedules if s.task == task]
+
+
+_TASK_OF_KEY = {"crypto_sync": "crypto", "fund_sync": "fund", "snapshot": "snapshot", "backup": "backup"}
+
+
+def _msgspec_error(err: msgspec.ValidationError, source: str) -> ConfigError:
+    """Turn msgspec's `... - at `$.a.b[0]`` into a ConfigError naming the dotted key."""
+    text = str(err)
+    key = ""
+    m = re.search(r" - at `\$(.*)`$", text)
+    if m:
+        key = m.group(1).lstrip(".")
+        text = text[: m.start()]
+    unknown = re.match(r"Object contains unknown field `(.+)`", text)
+    if unknown:
+        key = f"{key}.{unknown.group(1)}" if key else unknown.group(1)
+        return ConfigError(key, "unknown key", source)
+    missing = re.match(r"Object missing required field `(.+)`", text)
+    if missing:
+        key = f"{key}.{missing.group(1)}" if key else missing.group(1)
+        return ConfigError(key, "required key is missing", source)
+    text = text.replace("`", "")
+    return ConfigError(key or "(top level)", text[0].lower() + text[1:] if text else "invalid", source)
+
+
+def _parse_file(path: Path) -> dict[str, Any]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file: {exc.strerror}", str(path)) from exc
+    if path.suffix.lower() == ".toml":
+        try:
+            raw: Any = tomllib.loads(data.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError("", f"malformed TOML: {exc}", str(path)) from exc
+    else:
+        try:
+            raw = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                "", f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", str(path)
+            ) from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError("", "malformed JSON: not UTF-8 text", str(path)) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError("", "expected an object at the top level", str(path))
+    return raw
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """`ASSETSYNC_A__B__C=value` sets a.b.c; secrets verbatim, other values parsed as JSON if they can be."""
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if not all(parts):
+            continue
+        dotted = ".".join(parts)
+        parsed: Any = value
+        if dotted not in SECRET_PATHS:
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                parsed = value
+        node = raw
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = parsed
+
+
+def _check_scheduler(raw: dict[str, Any], source: str) -> tuple[str, tuple[Schedule, ...]]:
+    tz = "Asia/Shanghai"
+    entries: dict[str, ScheduleEntry] = dict(DEFAULT_SCHEDULES)
+    for key, value in raw.items():
+        dotted = f"asset_sync.scheduler.{key}"
+        if key == "timezone":
+            if not isinstance(value, str):
+                raise ConfigError(dotted, "expected a timezone name such as Asia/Shanghai", source)
+            tz = value
+            continue
+        base = next((k for k in TASK_SCHEDULE_KEYS if key == k or key.startswith(k + "_")), None)
+        if base is None:
+            raise ConfigError(
+                dotted, f"unknown key (expected one of {', '.join(TASK_SCHEDULE_KEYS)} or timezone)", source
+            )
+        try:
+            entry = msgspec.convert(value, ScheduleEntry)
+        except msgspec.ValidationError as exc:
+            err = _msgspec_error(exc, source)
+            raise ConfigError(f"{dotted}.{err.key}".rstrip("."), err.problem, source) from exc
+        for fname in ("hour", "minute"):
+            fval = str(getattr(entry, fname)).strip()
+            if not _CRON_RE.match(fval):
+                raise ConfigError(
+                    f"{dotted}.{fname}", f"{fval!r} is not a number, '*', 'a-b', 'a,b' or '*/n'", source
+                )
+            limit = 23 if fname == "hour" else 59
+            for num in re.findall(r"\d+", fval):
+                if int(num) > limit and not fval.startswith("*/"):
+                    raise ConfigError(f"{dotted}.{fname}", f"{num} is out of range 0-{limit}", source)
+        entries[key] = entry
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(tz)
+    except Exception as exc:
+        raise ConfigError("asset_sync.scheduler.timezone", f"unknown timezone {tz!r}", source) from exc
+    out = tuple(
+        Schedule(
+            key=k,
+            task=_TASK_OF_KEY[next(b for b in TASK_SCHEDULE_KEYS if k == b or k.startswith(b + "_"))],
+            hour=str(e.hour),
+            minute=str(e.minute),
+        )
+        for k, e in entries.items()
+        if e.enabled
+    )
+    return tz, out
+
+
+def _check_credentials(cfg: Config, explicit: dict[str, Any], source: str) -> None:
+    """A source explicitly enabled but missing its credential is an error; absent both, it is just off."""
+    a = cfg.asset_sync
+
+    def on(path: str) -> bool:
+        node: Any = explicit
+        for p in path.split("."):
+            if not isinstance(node, dict) or p not in node:
+                return False
+            node = node[p]
+        return node is True
+
+    if on("asset_sync.binance.enabled"):
+        for k in ("api_key", "api_secret"):
+            if not getattr(a.binance, k):
+                raise ConfigError(
+                    f"asset_sync.binance.{k}", "required when asset_sync.binance.enabled is true", source
+                )
+    if on("asset_sync.xueqiu.enabled") and not a.xueqiu.cookies:
+        raise ConfigError(
+            "asset_sync.xueqiu.cookies",
+            "required when asset_sync.xueqiu.enabled is true (xq_a_token=...)",
+            source,
+        )
+    if on("asset_sync.feishu.enabled"):
+        if not cfg.mcp_server.app_id:
+            raise ConfigError("mcp_server.app_id", "required when asset_sync.feishu.enabled is true", source)
+        if not cfg.mcp_server.app_secret:
+            raise ConfigError(
+                "mcp_server.app_secret", "required when asset_sync.feishu.enabled is true", source
+            )
+        if not a.feishu.app_token:
+            raise ConfigError(
+                "asset_sync.feishu.app_token", "required when asset_sync.feishu.enabled is true", source
+            )
+    if a.alerts.enabled and on("asset_sync.alerts.enabled") and not a.alerts.feishu_webhook:
+        raise ConfigError(
+            "asset_sync.alerts.feishu_webhook", "required when asset_sync.alerts.enabled is true", source
+        )
+    if not 0.0 <= a.alerts.min_success_rate <= 1.0:
+        raise ConfigError("asset_sync.alerts.min_success_rate", "expected a number between 0 and 1", source)
+    if a.database.backup.keep_days < 1:
+        raise ConfigError(
+            "asset_sync.database.backup.keep_days", "expected a whole number of days >= 1", source
+        )
+    for cur, rate in a.fx_rates.items():
+        if rate <= 0:
+            raise ConfigError(f"asset_sync.fx_rates.{cur}", "expected a positive rate", source)
+    gw = cfg.sync_gateway
+    if not 0 <= gw.port <= 65535:
+        raise ConfigError("sync_gateway.port", "expected a TCP port 0-65535", source)
+    if gw.receiver.sync_interval <= 0:
+        raise ConfigError(
+            "sync_gateway.receiver.sync_interval", "expected a positive number of seconds", source
+        )
+    if gw.sender.rate_limit < 0:
+        raise ConfigError(
+            "sync_gateway.sender.rate_limit", "expected requests per minute >= 0 (0 = unlimited)", source
+        )
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", cfg.nats.prefix):
+        raise ConfigError("nats.prefix", "expected letters, digits, '-' or '_'", source)
+
+
+def find_default_config(cwd: Path) -> Path | None:
+    """`./config.json` or `./config.toml`, if present."""
+    for name in ("config.json", "config.toml"):
+        p = cwd / name
+        if p.is_file():
+            return p
+    return None
+
+
+def load_settings(
+    path: Path | None,
+    *,
+    data_dir: Path | None = None,
+    log_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    demo: bool = False,
+) -> Settings:
+    """Read, merge env, validate and resolve paths. Raises ConfigError."""
+    env = os.environ if environ is None else environ
+    source = str(path) if path else "config"
+    raw: dict[str, Any] = _parse_file(path) if path else {}
+    if overrides:
+        _deep_merge(raw, overrides)
+    _apply_env(raw, env)
+    sched_raw = (
+        raw.get("asset_sync", {}).get("scheduler", {}) if isinstance(raw.get("asset_sync"), dict) else {}
+    )
+    if not isinstance(sched_raw, dict):
+        raise ConfigError("asset_sync.scheduler", "expected an object", source)
+    try:
+        cfg = msgspec.convert(raw, Config, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        raise _msgspec_error(exc, source) from exc
+    tz, schedules = _check_scheduler(sched_raw, source)
+    _check_credentials(cfg, raw, source)
+
+    config_dir = (path.parent if path else Path.cwd()).resolve()
+    ddir = (data_dir if data_dir is not None else Path("data")).resolve()
+    ldir = (log_dir if log_dir is not None else Path(env.get("ASSETSYNC_LOG_DIR", "logs"))).resolve()
+    db = cfg.asset_sync.database
+    db_path = (config_dir / db.path).resolve() if db.path else ddir / "assets.db"
+    backup_dir = (config_dir / db.backup.path).resolve() if db.backup.path else ddir / "backups"
+    return Settings(
+        config=cfg,
+        config_path=path.resolve() if path else None,
+        config_dir=config_dir,
+        data_dir=ddir,
+        log_dir=ldir,
+        db_path=db_path,
+        backup_dir=backup_dir,
+        timezone=tz,
+        schedules=schedules,
+        demo=demo,
+    )
+
+
+def _deep_merge(dst: dict[str, Any], src: Mapping[str, Any]) -> None:
+    for k, v in src.items():
+        if isinstance(v, Mapping) and isinstance(dst.get(k), dict):
+            _deep_merge(dst[k], v)
+        elif isinstance(v, Mapping):
+            dst[k] = {}
+            _deep_merge(dst[k], v)
+        else:
+            dst[k] = v
+
+
+def _dec_hook(type_: type, obj: Any) -> Any:
+    if type_ is Secret:
+        if not isinstance(obj, str):
+            raise TypeError(f"Expected `str`, got `{type(obj).__name__}`")
+        return Secret(obj)
+    raise TypeError(f"unsupported type {type_!r}")
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, Secret):
+        return obj.masked()
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+def redacted(cfg: Config) -> dict[str, Any]:
+    """The config as plain data with every secret masked (for `check-config` and logs)."""
+    out: dict[str, Any] = msgspec.to_builtins(cfg, enc_hook=_enc_hook)
+    return out

@@ -1,0 +1,41 @@
+"""Test helpers: wait on conditions instead of sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def wait_for(
+    predicate: Callable[[], T | Awaitable[T]], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> T:
+    """Poll `predicate` (sync or async) until it returns something truthy; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        got = predicate()
+        if inspect.isawaitable(got):
+            got = await got
+        last = got  # type: ignore[assignment]
+        if got:
+            return got  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate!r}; last={last!r}")
+        await asyncio.sleep(interval)
+
+
+def wait_for_sync(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> T:
+    """Blocking variant of `wait_for` for threads and subprocess checks."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = predicate()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate!r}; last={got!r}")
+        time.sleep(interval)
