@@ -160,12 +160,17 @@ class _Pending:
     subject: str
     payload: bytes
     headers: dict[str, str]
-    sent_at: float
     attempts: int = 1
+    sent_at: float = 0.0
 
 
 class Publisher:
-    """Publishes events with their natural key as Nats-Msg-Id; bounded in flight, every ack checked."""
+    """Publishes events with their natural key as Nats-Msg-Id; bounded in flight, every ack checked.
+
+    Acks come back roughly in publish order, so in-flight publishes are a FIFO window: when it is
+    full, completed acks are collected from the front (no per-message callbacks, counters bumped
+    once per sweep). A publish whose ack is overdue is re-sent; Nats-Msg-Id makes that harmless.
+    """
 
     def __init__(
         self,
@@ -187,22 +192,18 @@ class Publisher:
         self._max = max_in_flight
         self._ack_timeout = ack_timeout
         self._max_attempts = max_attempts
-        self._inflight: dict[asyncio.Future[api.PubAck], _Pending] = {}
+        self._window: deque[tuple[asyncio.Future[api.PubAck], _Pending]] = deque()
         self._failed: list[tuple[_Pending, BaseException]] = []
-        self._room = asyncio.Event()
-        self._empty = asyncio.Event()
-        self._empty.set()
-        self._fatal: BaseException | None = None
         self.published = 0
 
     @property
     def in_flight(self) -> int:
-        return len(self._inflight)
+        return len(self._window)
 
     async def publish(self, event: Event, *, subject: str | None = None) -> None:
         """Queue one event for publishing; returns once it is on the wire (ack checked later)."""
         subj = subject or self._topo.subject_for(event)
-        await self._send(_Pending(subj, self._codec.encode(event), {MSG_ID: event.key()}, 0.0))
+        await self._send(_Pending(subj, self._codec.encode(event), {MSG_ID: event.key()}))
 
     async def publish_many(self, events: Sequence[Event]) -> None:
         """Queue several events, then wait until every one is acknowledged."""
@@ -211,57 +212,47 @@ class Publisher:
         await self.flush()
 
     async def _send(self, p: _Pending) -> None:
-        while len(self._inflight) >= self._max:
-            self._room.clear()
-            try:
-                await asyncio.wait_for(self._room.wait(), self._ack_timeout)
-            except TimeoutError:
-                self._resend_stuck()
+        if len(self._window) >= self._max:
+            await self._collect(self._max // 2)
         p.sent_at = time.monotonic()
         fut = await self._js.publish_async(p.subject, p.payload, headers=p.headers)
-        self._inflight[fut] = p
-        self._empty.clear()
-        fut.add_done_callback(self._on_done)
+        self._window.append((fut, p))
 
-    def _on_done(self, fut: asyncio.Future[api.PubAck]) -> None:
-        p = self._inflight.pop(fut, None)
-        if p is not None and not fut.cancelled():
-            exc = fut.exception()
-            if exc is None:
-                self.published += 1
-                self._metrics.events_out.labels(_kind(p.subject)).inc()
-            else:
-                self._failed.append((p, exc))
-        if len(self._inflight) <= self._max // 2:
-            self._room.set()
-        if not self._inflight:
-            self._empty.set()
-
-    def _resend_stuck(self) -> None:
-        """Cancel publishes whose ack is overdue (lost in a reconnect) so flush() re-sends them."""
-        now = time.monotonic()
-        for fut, p in list(self._inflight.items()):
-            if now - p.sent_at > self._ack_timeout:
-                self._inflight.pop(fut, None)
-                fut.cancel()
+    async def _collect(self, keep: int) -> None:
+        """Settle acks from the front of the window until at most `keep` are in flight."""
+        window = self._window
+        done: dict[str, int] = {}
+        while len(window) > keep:
+            fut, p = window[0]
+            if not fut.done():
+                # Each publish has its own deadline: once one is overdue, those sent with it are
+                # too, and are given up at once rather than after a timeout each.
+                remaining = p.sent_at + self._ack_timeout - time.monotonic()
+                if remaining > 0:
+                    await asyncio.wait((fut,), timeout=remaining)
+                if not fut.done():
+                    fut.cancel()  # lost (e.g. in a reconnect): re-sent by flush()
+                continue  # look again: another coroutine may have settled the front meanwhile
+            window.popleft()
+            if fut.cancelled():
                 self._failed.append((p, TimeoutError("no ack from JetStream")))
-        if not self._inflight:
-            self._empty.set()
-        self._room.set()
+            elif (exc := fut.exception()) is not None:
+                self._failed.append((p, exc))
+            else:
+                done[p.subject] = done.get(p.subject, 0) + 1
+        for subject, n in done.items():
+            self.published += n
+            self._metrics.events_out.labels(_kind(subject)).inc(n)
 
     async def flush(self, timeout: float = 120.0) -> None:
         """Wait until every queued event is acknowledged, re-sending lost ones (dedup makes it safe)."""
         deadline = time.monotonic() + timeout
         while True:
-            if self._inflight:
-                try:
-                    await asyncio.wait_for(self._empty.wait(), self._ack_timeout)
-                except TimeoutError:
-                    self._resend_stuck()
-            if not self._failed and not self._inflight:
+            await self._collect(0)
+            if not self._failed:
                 return
             if time.monotonic() > deadline:
-                raise PublishError(f"{len(self._failed) + len(self._inflight)} events not acknowledged")
+                raise PublishError(f"{len(self._failed)} events not acknowledged")
             retry, self._failed = self._failed, []
             attempts = 0
             for p, exc in retry:
@@ -276,7 +267,7 @@ class Publisher:
             self._log.warning(
                 "re-publishing %d events (attempt %d): %s", len(retry), attempts + 1, retry[0][1] or "timeout"
             )
-            # One backoff for the whole lot, then re-send them all (dedup makes duplicates harmless).
+            # One backoff for the whole lot, then re-send them all.
             await asyncio.sleep(min(2.0, 0.05 * 2**attempts) * random.uniform(0.5, 1.0))
             for p, _ in retry:
                 p.attempts += 1

@@ -6,7 +6,8 @@ tests can share one NATS server without seeing each other's streams.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Literal
 
 from assetsync import events as ev
@@ -34,6 +35,8 @@ class Topology:
     """Names of every stream and subject, optionally namespaced."""
 
     prefix: str = ""
+    # subject_for memo: (event class, qualifier) -> subject; a hot path for every publish.
+    _memo: dict[tuple[type, str], str] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     # --- names -----------------------------------------------------------------------------
     def subject(self, *parts: str) -> str:
@@ -105,6 +108,14 @@ class Topology:
 
     def subject_for(self, event: ev.Event) -> str:
         """The subject an event is published on."""
+        key = (type(event), _QUALIFIER.get(type(event), _no_qualifier)(event))
+        got = self._memo.get(key)
+        if got is None:
+            got = self._subject_for(event)
+            self._memo[key] = got
+        return got
+
+    def _subject_for(self, event: ev.Event) -> str:
         match event:
             case ev.PriceTick():
                 return self.price(_token(event.source))
@@ -179,6 +190,25 @@ class Topology:
                 description="task results, backup results, lifecycle, sink rejections, received records",
             ),
         ]
+
+
+def _no_qualifier(event: ev.Event) -> str:
+    return ""
+
+
+# The field that picks the last subject token, per event type (what subject_for's memo keys on).
+_QUALIFIER: dict[type, Callable[[ev.Event], str]] = {
+    ev.PriceTick: lambda e: e.source,  # type: ignore[attr-defined]
+    ev.KlineBatch: lambda e: e.source,  # type: ignore[attr-defined]
+    ev.Holding: lambda e: e.source,  # type: ignore[attr-defined]
+    ev.Trade: lambda e: e.source,  # type: ignore[attr-defined]
+    ev.Order: lambda e: e.source,  # type: ignore[attr-defined]
+    ev.TaskCommand: lambda e: e.task,  # type: ignore[attr-defined]
+    ev.TaskResult: lambda e: e.task,  # type: ignore[attr-defined]
+    ev.ServiceLifecycle: lambda e: e.service,  # type: ignore[attr-defined]
+    ev.SinkRejected: lambda e: e.sink,  # type: ignore[attr-defined]
+    ev.ExternalRecord: lambda e: e.code,  # type: ignore[attr-defined]
+}
 
 
 def _token(value: str) -> str:

@@ -1,0 +1,125 @@
+"""collector-crypto as a service on a real NATS server: commands in, events and one result out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from assetsync.embedded import EmbeddedNats
+from assetsync.emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEmulator, create_app
+from assetsync.emulators.common import serve
+from assetsync.events import Holding, KlineBatch, TaskResult
+from assetsync.metrics import Metrics
+from assetsync.runtime import open_runtime
+from assetsync.service import Disabled
+from assetsync.tasks import request_task
+from assetsync_collector_crypto.service import CryptoCollector, build
+from nats.aio.msg import Msg
+
+from tests.helpers import wait_for
+
+
+@pytest.fixture
+async def binance_url() -> AsyncIterator[str]:
+    async with serve(create_app(BinanceEmulator(seed=21))) as url:
+        yield url
+
+
+def crypto_overrides(url: str) -> dict[str, Any]:
+    return {
+        "asset_sync": {
+            "binance": {"api_key": DEMO_API_KEY, "api_secret": DEMO_API_SECRET, "base_url": url},
+            "assets": {"crypto": {"ignore": ["USDT", "LD*"], "kline_backfill_hours": 12}},
+        }
+    }
+
+
+def test_disabled_without_credentials(make_settings: Any) -> None:
+    class _Rt:
+        settings = make_settings()
+        metrics = Metrics()
+
+    out = build(_Rt())  # type: ignore[arg-type]
+    assert out == Disabled("asset_sync.binance.api_key / api_secret are not set")
+    _Rt.settings = make_settings({"asset_sync": {"binance": {"enabled": False}}})
+    assert build(_Rt()) == Disabled("asset_sync.binance.enabled is false")  # type: ignore[arg-type]
+
+
+async def test_crypto_task_over_the_bus(
+    nats_server: EmbeddedNats, make_settings: Any, binance_url: str
+) -> None:
+    settings = make_settings(crypto_overrides(binance_url))
+    async with open_runtime(settings, nats_server.url, name="test-crypto", metrics=Metrics()) as rt:
+        svc = build(rt)
+        assert isinstance(svc, CryptoCollector)
+        seen: list[Any] = []
+
+        async def collect(msg: Msg) -> None:
+            seen.append(rt.codec.decode(msg.data))
+
+        await rt.nc.subscribe(rt.topo.holding("binance"), cb=collect)
+        await rt.nc.subscribe(rt.topo.kline("binance"), cb=collect)
+        async with AsyncExitStack() as stack:
+            await svc.start(stack)
+            result, _ = await request_task(rt, "crypto", timeout=30, stored_timeout=0.05)
+            assert result.status == "success", result.message
+            assert result.source == "binance" and result.assets is not None and "ETHW" in result.assets
+            await wait_for(
+                lambda: {e.asset for e in seen if isinstance(e, Holding)} == set(result.assets or []),
+                what="one holding per reported asset",
+            )
+            assert any(isinstance(e, KlineBatch) and e.symbol == "BTC/USDT" for e in seen)
+            assert rt.metrics.value("assetsync_task_runs_total", {"task": "crypto", "status": "success"}) == 1
+            ok, detail = svc.health()
+            assert ok and "last run success" in detail
+
+
+async def test_scheduled_slot_runs_once_across_two_replicas(
+    nats_server: EmbeddedNats, make_settings: Any, binance_url: str, tmp_path: Path
+) -> None:
+    results: list[TaskResult] = []
+    replicas: list[CryptoCollector] = []
+    async with AsyncExitStack() as stack:
+        for i in range(2):
+            settings = make_settings(crypto_overrides(binance_url), data_dir=tmp_path / f"replica{i}")
+            rt = await stack.enter_async_context(
+                open_runtime(settings, nats_server.url, name=f"replica{i}", metrics=Metrics())
+            )
+            svc = build(rt)
+            assert isinstance(svc, CryptoCollector)
+            await svc.start(stack)
+            replicas.append(svc)
+        rt0 = replicas[0].rt
+
+        async def on_result(msg: Msg) -> None:
+            ev = rt0.codec.decode(msg.data)
+            if isinstance(ev, TaskResult):
+                results.append(ev)
+
+        await rt0.nc.subscribe(rt0.topo.result("crypto"), cb=on_result)
+        slot = datetime.now(UTC).replace(second=0, microsecond=0)
+        later = slot + timedelta(minutes=1)
+        for svc in replicas:  # both replicas' schedulers publish the same slot, twice
+            assert svc.scheduler is not None
+            await svc.scheduler.fire(slot)
+            await svc.scheduler.fire(slot)
+        for svc in replicas:
+            assert svc.scheduler is not None
+            await svc.scheduler.fire(later)
+        # Commands run one at a time in order: once the later slot's result is in, any duplicate
+        # of the first slot would have run before it.
+        second_id = f"crypto@{later.isoformat(timespec='minutes')}"
+        await wait_for(lambda: any(r.command_id == second_id for r in results), timeout=60, what=second_id)
+        first_id = f"crypto@{slot.isoformat(timespec='minutes')}"
+        assert [r.command_id for r in results].count(first_id) == 1
+        assert [r.command_id for r in results].count(second_id) == 1
+        assert all(r.status == "success" for r in results)
+        runs = [
+            svc.rt.metrics.value("assetsync_task_runs_total", {"task": "crypto", "status": "success"}) or 0
+            for svc in replicas
+        ]
+        assert sum(runs) == 2  # two slots, each run by exactly one replica
