@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from assetsync.config import Settings, load_settings
 from assetsync.embedded import EmbeddedNats
 from assetsync.metrics import Metrics

@@ -262,7 +262,9 @@ class Publisher:
                 ):
                     raise PublishError(f"JetStream refused an event on {p.subject}: {exc}") from exc
                 if p.attempts >= self._max_attempts:
-                    raise PublishError(f"event on {p.subject} not acknowledged after {p.attempts} tries: {exc}")
+                    raise PublishError(
+                        f"event on {p.subject} not acknowledged after {p.attempts} tries: {exc}"
+                    )
                 attempts = max(attempts, p.attempts)
             self._log.warning(
                 "re-publishing %d events (attempt %d): %s", len(retry), attempts + 1, retry[0][1] or "timeout"
@@ -355,6 +357,9 @@ class ConsumerSpec:
     nak_delay: float = 1.0
     max_nak_delay: float = 120.0
     description: str = ""
+    # Single-writer consumers (the store) ack a whole batch with one AckAll of its last message.
+    # Never for consumers whose replicas share work: an AckAll would settle their peers' events.
+    ack_all: bool = False
 
 
 @dataclass
@@ -420,7 +425,7 @@ class Consumer:
             deliver_subject=self.deliver_subject,
             deliver_group=self.spec.durable,
             deliver_policy=api.DeliverPolicy.ALL,
-            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_policy=api.AckPolicy.ALL if self.spec.ack_all else api.AckPolicy.EXPLICIT,
             ack_wait=self.spec.ack_wait,
             max_ack_pending=self.spec.max_ack_pending,
             max_deliver=self.spec.max_deliver,
@@ -555,6 +560,20 @@ class Consumer:
         finally:
             self._h_batch.observe(time.perf_counter() - started)
             self.stats.batches += 1
+        if self.spec.ack_all and all(d.outcome != "nak" for d in deliveries):
+            for d in deliveries:
+                if d.outcome == "term":
+                    await self._settle(d.msg, "term", 0.0, d.reason, reason_label="handler")
+            acked = [d for d in deliveries if d.outcome == "ack"]
+            if acked:
+                try:
+                    await acked[-1].msg.ack()  # AckAll: settles every earlier delivery too
+                except Exception as exc:
+                    self._log.warning("consumer %s: could not ack a batch: %s", self.spec.durable, exc)
+                    return
+                self.stats.acked += len(acked)
+                self._c_ack.inc(len(acked))
+            return
         for d in deliveries:
             await self._settle(d.msg, d.outcome, d.delay, d.reason, reason_label="handler")
 

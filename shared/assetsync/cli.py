@@ -59,9 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="run every service in one process (embedded NATS unless nats.url is set)")
     _common(p)
     p.add_argument("--demo", action="store_true", help="run against the built-in emulators with demo data")
+    p.add_argument(
+        "--processes", action="store_true", help="run each service as its own supervised OS process"
+    )
+    p.add_argument(
+        "--replicas",
+        default="",
+        metavar="NAME=N,…",
+        help="with --processes: replicas per service, e.g. collector-crypto=2 (store runs once)",
+    )
 
     p = sub.add_parser("service", help="run one service (for compose, Kubernetes, systemd)")
     p.add_argument("name", choices=list(SERVICE_MODULES), help="which service")
+    p.add_argument(
+        "--exit-if-off", action="store_true", help="exit 0 at once when the service is off (for supervisors)"
+    )
     _common(p)
 
     p = sub.add_parser("task", help="run one task now and wait until its results are stored")
@@ -88,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("path", type=Path, help="backup file, e.g. data/backups/assets_20250120_010000.db")
     _common(b)
 
+    p = sub.add_parser("replay", help="rebuild a fresh SQLite store from the NATS streams")
+    p.add_argument("--since", default="", help="only events from this date or date-time on (local time)")
+    p.add_argument("--output", type=Path, help="database to create (default: <data dir>/replay/assets.db)")
+    p.add_argument("--force", action="store_true", help="replace the output database if it exists")
+    _common(p)
+
     p = sub.add_parser("check-config", help="validate the configuration (exit 2 on the first problem)")
     _common(p)
     return parser
@@ -97,7 +115,9 @@ def load(args: argparse.Namespace, *, demo: bool = False) -> Settings:
     path = args.config if args.config else find_default_config(Path.cwd())
     if args.config and not args.config.exists():
         raise ConfigError("", f"config file {args.config} does not exist")
-    return load_settings(path, data_dir=args.data_dir, log_dir=args.log_dir, demo=demo)
+    # The demo keeps its data apart, so it never mixes with a real store in ./data.
+    data_dir = args.data_dir or (Path("data") / "demo" if demo else None)
+    return load_settings(path, data_dir=data_dir, log_dir=args.log_dir, demo=demo)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -147,6 +167,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if args.processes or args.replicas:
+        return _up_processes(args)
     settings = load(args, demo=args.demo)
     setup_logging(settings.log_dir, args.log_level)
     return asyncio.run(_up(settings, list(SERVICE_MODULES)))
@@ -155,10 +177,30 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_service(args: argparse.Namespace) -> int:
     settings = load(args)
     setup_logging(settings.log_dir, args.log_level)
-    return asyncio.run(_up(settings, [args.name]))
+    return asyncio.run(_up(settings, [args.name], exit_if_off=args.exit_if_off))
 
 
-async def _up(settings: Settings, names: list[str]) -> int:
+def _up_processes(args: argparse.Namespace) -> int:
+    from assetsync.supervisor import ReplicasError, cli_args_for, parse_replicas, run_processes
+
+    if args.demo:
+        print(
+            "assetsync: --processes does not combine with --demo (the emulators live in one process)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    try:
+        replicas = parse_replicas(args.replicas)
+    except ReplicasError as exc:
+        print(f"assetsync: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    settings = load(args)
+    setup_logging(settings.log_dir, args.log_level)
+    child_args = cli_args_for(settings.config_path, settings.data_dir, settings.log_dir, args.log_level)
+    return asyncio.run(run_processes(settings, replicas, child_args))
+
+
+async def _up(settings: Settings, names: list[str], *, exit_if_off: bool = False) -> int:
     stop = asyncio.Event()
     install_signal_handlers(stop)
     started = asyncio.get_running_loop().time()
@@ -170,6 +212,8 @@ async def _up(settings: Settings, names: list[str]) -> int:
         async with Stack(settings, names) as stack:
             took = asyncio.get_running_loop().time() - started
             _print_parts(stack)
+            if exit_if_off and not stack.running:
+                return EXIT_OK
             assert stack.nats is not None
             print(f"  nats:      {stack.nats.url}{' (embedded)' if stack.nats.server else ''}")
             print(f"  data dir:  {settings.data_dir}")
@@ -184,11 +228,14 @@ async def _up(settings: Settings, names: list[str]) -> int:
                 scheme = "https" if gw.tls_cert else "http"
                 print(f"  gateway:   {scheme}://{gw.host}:{gw.port}/data-sync-manager")
             print(f"ready in {took:.1f}s — press Ctrl+C (or send SIGTERM) to stop", flush=True)
+            demo_task = None
             if settings.demo:
                 from assetsync.demo import kick_off
 
-                await kick_off(stack)
+                demo_task = await kick_off(stack)
             await stop.wait()
+            if demo_task is not None:
+                demo_task.cancel()
             print("stopping: draining consumers…", flush=True)
     print("stopped", flush=True)
     return EXIT_OK
@@ -394,6 +441,14 @@ async def _backup_restore(settings: Settings, path: Path) -> int:
     return EXIT_OK
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from assetsync_store.replay import run_replay
+
+    settings = load(args)
+    setup_logging(None, args.log_level)
+    return asyncio.run(run_replay(settings, args.output, args.since, force=args.force))
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check-config": cmd_check_config,
     "up": cmd_up,
@@ -402,6 +457,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run-once": cmd_run_once,
     "setup-tables": cmd_setup_tables,
     "backup": cmd_backup,
+    "replay": cmd_replay,
 }
 
 

@@ -44,6 +44,9 @@ class HealthServer:
             if method not in (b"GET", b"HEAD"):
                 status, ctype, body = "405 Method Not Allowed", "text/plain", b"method not allowed\n"
             elif path == b"/metrics":
+                # Health checks set assetsync_service_up: run them so a scrape never reads a stale value.
+                with contextlib.suppress(Exception):
+                    self._health()
                 status, ctype, body = "200 OK", "text/plain; version=0.0.4", self._metrics.exposition()
             elif path in (b"/healthz", b"/readyz", b"/"):
                 ok, detail = self._health()

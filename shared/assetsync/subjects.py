@@ -6,8 +6,8 @@ tests can share one NATS server without seeing each other's streams.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
 from assetsync import events as ev

@@ -66,6 +66,9 @@ def task_consumer(rt: Runtime, task: TaskName, run: RunTask, *, ack_wait: float 
                 continue
             await _run_one(rt, d, cmd, run, ack_wait)
 
+    for status in ("success", "partial", "failed"):
+        # Zero-valued series from the start, so the first failure shows as an increase in Prometheus.
+        rt.metrics.task_runs.labels(task, status)
     spec = bus.ConsumerSpec(
         durable=rt.durable(f"task-{task}"),
         stream=rt.topo.tasks,

@@ -5,20 +5,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-
 from assetsync import bus
 from assetsync.events import PriceTick
 from assetsync.runtime import Runtime
+
 from tests.helpers import wait_for
 
 
 def tick(i: int, asset: str = "BTC") -> PriceTick:
-    return PriceTick(source="binance", asset=asset, price=100.0 + i, currency="USDT", ts=1_700_000_000_000 + i)
+    return PriceTick(
+        source="binance", asset=asset, price=100.0 + i, currency="USDT", ts=1_700_000_000_000 + i
+    )
 
 
 def spec(rt: Runtime, name: str, **kw: object) -> bus.ConsumerSpec:
     return bus.ConsumerSpec(
-        durable=rt.durable(name), stream=rt.topo.market, subjects=(rt.topo.price(),), **kw  # type: ignore[arg-type]
+        durable=rt.durable(name),
+        stream=rt.topo.market,
+        subjects=(rt.topo.price(),),
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -69,9 +74,12 @@ async def test_undecodable_event_is_termed_and_counted(runtime: Runtime) -> None
     await wait_for(lambda: c.stats.acked == 1 and c.stats.termed == 1, what="one acked, one termed")
     await c.stop()
     assert got == [107.0]
-    assert runtime.metrics.value(
-        "assetsync_events_termed_total", {"consumer": c.spec.durable, "reason": "decode"}
-    ) == 1
+    assert (
+        runtime.metrics.value(
+            "assetsync_events_termed_total", {"consumer": c.spec.durable, "reason": "decode"}
+        )
+        == 1
+    )
 
 
 async def test_poison_event_isolated_rest_committed(runtime: Runtime) -> None:

@@ -8,13 +8,17 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from assetsync.config import ConfigError, load_settings, redacted
 
 # The seed's 完整配置示例, verbatim.
 SEED_CONFIG = {
     "asset_sync": {
-        "binance": {"enabled": True, "api_key": "your_api_key", "api_secret": "your_api_secret", "testnet": False},
+        "binance": {
+            "enabled": True,
+            "api_key": "your_api_key",
+            "api_secret": "your_api_secret",
+            "testnet": False,
+        },
         "xueqiu": {"enabled": True, "cookies": "xq_a_token=xxx;"},
         "assets": {
             "crypto": {"auto_discover": True, "ignore": ["USDT", "BNB", "*DOWN*", "*UP*"]},
@@ -25,7 +29,10 @@ SEED_CONFIG = {
             "fund_sync": {"enabled": True, "hour": 9, "minute": 0},
             "snapshot": {"enabled": True, "hour": 0, "minute": 0},
         },
-        "database": {"path": "data/assets.db", "backup": {"enabled": True, "path": "data/backups/", "keep_days": 30}},
+        "database": {
+            "path": "data/assets.db",
+            "backup": {"enabled": True, "path": "data/backups/", "keep_days": 30},
+        },
         "alerts": {
             "enabled": True,
             "feishu_webhook": "https://open.feishu.cn/...",
@@ -87,16 +94,30 @@ def test_env_overrides_secret_and_never_prints_it(tmp_path: Path) -> None:
     [
         ('{"asset_sync": {', "", "malformed JSON"),
         ({"asset_sync": {"binanse": {}}}, "asset_sync.binanse", "unknown key"),
-        ({"asset_sync": {"alerts": {"min_success_rate": "high"}}}, "asset_sync.alerts.min_success_rate", "expected"),
+        (
+            {"asset_sync": {"alerts": {"min_success_rate": "high"}}},
+            "asset_sync.alerts.min_success_rate",
+            "expected",
+        ),
         ({"asset_sync": {"binance": {"enabled": True}}}, "asset_sync.binance.api_key", "required"),
         ({"asset_sync": {"xueqiu": {"enabled": True}}}, "asset_sync.xueqiu.cookies", "required"),
-        ({"asset_sync": {"scheduler": {"fund_sync": {"hour": 25}}}}, "asset_sync.scheduler.fund_sync.hour", "range"),
+        (
+            {"asset_sync": {"scheduler": {"fund_sync": {"hour": 25}}}},
+            "asset_sync.scheduler.fund_sync.hour",
+            "range",
+        ),
         ({"asset_sync": {"scheduler": {"nightly": {}}}}, "asset_sync.scheduler.nightly", "unknown key"),
-        ({"asset_sync": {"scheduler": {"timezone": "Mars/Base"}}}, "asset_sync.scheduler.timezone", "unknown timezone"),
+        (
+            {"asset_sync": {"scheduler": {"timezone": "Mars/Base"}}},
+            "asset_sync.scheduler.timezone",
+            "unknown timezone",
+        ),
         ({"sync_gateway": {"port": 99999}}, "sync_gateway.port", "TCP port"),
     ],
 )
-def test_bad_config_names_key(tmp_path: Path, content: str | dict[str, object], key: str, problem: str) -> None:
+def test_bad_config_names_key(
+    tmp_path: Path, content: str | dict[str, object], key: str, problem: str
+) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(write(tmp_path, "config.json", content), environ={})
     assert err.value.key == key

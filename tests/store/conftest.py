@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-
 from assetsync.embedded import EmbeddedNats
 from assetsync.metrics import Metrics
 from assetsync.runtime import Runtime, open_runtime

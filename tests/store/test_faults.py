@@ -9,18 +9,17 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import nats
-
 from assetsync import events as ev
 from assetsync.embedded import EmbeddedNats
 from assetsync.metrics import Metrics
 from assetsync.runtime import open_runtime
 from assetsync_store.service import StoreService
+
 from tests.helpers import wait_for, wait_for_sync
 from tests.store.conftest import StoreHarness
 
@@ -62,7 +61,9 @@ async def test_disk_full_naks_reports_and_recovers(harness: StoreHarness) -> Non
     assert harness.store.health()[0]
 
 
-async def test_unusable_database_dir_is_a_clear_error_not_a_crash(nats_server: EmbeddedNats, make_settings: Any, tmp_path: Path) -> None:
+async def test_unusable_database_dir_is_a_clear_error_not_a_crash(
+    nats_server: EmbeddedNats, make_settings: Any, tmp_path: Path
+) -> None:
     blocker = tmp_path / "notadir"
     blocker.write_text("x")
     settings = make_settings({"asset_sync": {"database": {"path": str(blocker / "assets.db")}}})
@@ -113,7 +114,9 @@ def _count(db: Path) -> int:
         return 0
 
 
-async def test_kill_9_mid_stream_then_restart_exactly_once(nats_server: EmbeddedNats, prefix: str, tmp_path: Path, make_settings: Any) -> None:
+async def test_kill_9_mid_stream_then_restart_exactly_once(
+    nats_server: EmbeddedNats, prefix: str, tmp_path: Path, make_settings: Any
+) -> None:
     n = 30000
     cfg = _config(tmp_path, nats_server.url, prefix)
     data = tmp_path / "data"
@@ -217,5 +220,3 @@ async def _stream_messages(url: str) -> int:
     info = await nc.jetstream().stream_info("MARKET")
     await nc.close()
     return int(info.state.messages)
-
-

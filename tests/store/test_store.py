@@ -8,13 +8,16 @@ from pathlib import Path
 from assetsync import events as ev
 from assetsync.tasks import request_task
 from assetsync_store.backup import list_backups
+
 from tests.helpers import wait_for
 from tests.store.conftest import StoreHarness
 
 T0 = 1_763_800_000_000
 
 
-def holding(asset: str, qty: float, price: float | None, cost: float | None, as_of: int = T0, **kw: object) -> ev.Holding:
+def holding(
+    asset: str, qty: float, price: float | None, cost: float | None, as_of: int = T0, **kw: object
+) -> ev.Holding:
     return ev.Holding(
         source=str(kw.get("source", "binance")),
         asset=asset,
@@ -31,7 +34,9 @@ async def test_redelivered_and_replayed_events_make_one_row(harness: StoreHarnes
     tick = ev.PriceTick(source="binance", asset="BTC", price=90000.0, currency="USDT", ts=T0)
     candles = [ev.Candle(T0 + i * 3_600_000, 1, 2, 0.5, 1.5, 10) for i in range(24)]
     batch = ev.KlineBatch(source="binance", symbol="BTC/USDT", interval="1h", candles=candles)
-    trade = ev.Trade(source="binance", trade_id="42", symbol="BTC/USDT", side="buy", price=1, amount=2, cost=2, ts=T0)
+    trade = ev.Trade(
+        source="binance", trade_id="42", symbol="BTC/USDT", side="buy", price=1, amount=2, cost=2, ts=T0
+    )
     for e in (tick, batch, trade):
         # Raw publishes without Nats-Msg-Id: JetStream keeps both copies, the store must upsert.
         for _ in range(2):
@@ -44,7 +49,9 @@ async def test_redelivered_and_replayed_events_make_one_row(harness: StoreHarnes
 
 async def test_holding_values_and_empty_cost(harness: StoreHarness) -> None:
     pub = harness.rt.publisher
-    await pub.publish_many([holding("BTC", 2, 100.0, 80.0), holding("DOGE", 1000, 0.1, None), holding("XYZ", 5, None, 1.0)])
+    await pub.publish_many(
+        [holding("BTC", 2, 100.0, 80.0), holding("DOGE", 1000, 0.1, None), holding("XYZ", 5, None, 1.0)]
+    )
 
     async def three() -> bool:
         return await harness.count("holdings") == 3
@@ -59,7 +66,9 @@ async def test_holding_values_and_empty_cost(harness: StoreHarness) -> None:
 
 async def test_older_holding_never_overwrites_newer(harness: StoreHarness) -> None:
     pub = harness.rt.publisher
-    await pub.publish_many([holding("ETH", 3, 10.0, None, as_of=T0 + 10), holding("ETH", 1, 10.0, None, as_of=T0)])
+    await pub.publish_many(
+        [holding("ETH", 3, 10.0, None, as_of=T0 + 10), holding("ETH", 1, 10.0, None, as_of=T0)]
+    )
     await wait_for(lambda: harness.store.db.rows_written >= 2)
     rows = await harness.rows("SELECT quantity FROM holdings WHERE asset='ETH'")
     assert rows == [{"quantity": 3.0}]
@@ -115,6 +124,7 @@ async def test_backup_then_restore_and_corrupt_refused(harness: StoreHarness) ->
     await wait_for(lambda: harness.store.db.rows_written >= 1)
     result, stored = await request_task(harness.rt, "backup", timeout=30)
     assert result.status == "success", result.message
+    assert stored
     backups = list_backups(harness.rt.settings.backup_dir)
     assert len(backups) == 1 and backups[0].path.name.startswith("assets_")
     await wait_for(lambda: harness.count("backups", "ok=1"), what="backup result stored")

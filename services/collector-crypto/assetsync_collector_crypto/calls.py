@@ -9,8 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import ccxt
-
+from assetsync_collector_crypto.ccxt_lite import ccxt
 from assetsync_collector_crypto.exchange import AssetsyncBinance, InvalidResponse, RateLimited, redact
 
 T = TypeVar("T")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import ccxt
-import ccxt.async_support as ccxt_async
 from assetsync.config import Settings
+
+from assetsync_collector_crypto.ccxt_lite import AsyncBinance, ccxt
 
 BINANCE_REST = "https://api.binance.com"
 _QUERY = re.compile(r"\?\S*")
@@ -49,7 +49,7 @@ def redact(message: str) -> str:
     return _QUERY.sub("", message)
 
 
-class AssetsyncBinance(ccxt_async.binance):  # type: ignore[misc]
+class AssetsyncBinance(AsyncBinance):  # type: ignore[misc]
     """ccxt's async Binance with error classification for rate limits and non-JSON answers."""
 
     def handle_errors(

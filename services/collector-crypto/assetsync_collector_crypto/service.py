@@ -63,7 +63,16 @@ def build(rt: Runtime) -> Service | Disabled:
     metrics = rt.metrics
 
     def count_call(endpoint: str) -> None:
-        metrics.api_calls.labels("collector-crypto", endpoint).inc()
+        metrics.api_calls.labels("binance", endpoint).inc()
 
-    sync = CryptoSync(settings, make_exchange(settings), StateFile(state_path(settings)), on_call=count_call)
+    def count_error(endpoint: str, kind: str) -> None:
+        metrics.api_errors.labels("binance", endpoint, kind).inc()
+
+    sync = CryptoSync(
+        settings,
+        make_exchange(settings),
+        StateFile(state_path(settings)),
+        on_call=count_call,
+        on_error=count_error,
+    )
     return CryptoCollector(rt, sync)

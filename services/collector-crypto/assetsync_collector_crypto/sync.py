@@ -121,6 +121,7 @@ class CryptoSync:
         concurrency: int = 32,
         clock: Callable[[], float] = time.time,
         on_call: Callable[[str], None] | None = None,
+        on_error: Callable[[str, str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.conf = settings.config.asset_sync.assets.crypto
@@ -129,6 +130,7 @@ class CryptoSync:
         self.retry = retry or RetryPolicy()
         self.clock = clock
         self._on_call = on_call
+        self._on_error = on_error
         self._sem = asyncio.Semaphore(concurrency)
         self._lock = asyncio.Lock()  # one run at a time per process (the consumer is 1-at-a-time too)
 
@@ -139,7 +141,13 @@ class CryptoSync:
         async with self._sem:
             if self._on_call is not None:
                 self._on_call(endpoint)
-            return await call(self.exchange, endpoint, fn, self.retry)
+            try:
+                return await call(self.exchange, endpoint, fn, self.retry)
+            except CallFailed as exc:
+                if self._on_error is not None:
+                    # The kind is the underlying ccxt error (AuthenticationError, RequestTimeout, ...).
+                    self._on_error(endpoint, type(exc.__cause__ or exc).__name__)
+                raise
 
     async def run(self, command_id: str, publish: Publish) -> TaskResult:
         """One full sync; publishes its events, returns the TaskResult (the caller publishes it)."""

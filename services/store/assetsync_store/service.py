@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
@@ -50,6 +51,11 @@ class StoreService:
         self._value = m.gauge(
             "assetsync_portfolio_value", "Portfolio totals of the last snapshot (base currency)", ("metric",)
         )
+        self._holding_value = m.gauge(
+            "assetsync_holding_value",
+            "Market value of one holding in its own currency",
+            ("asset", "currency"),
+        )
 
     async def start(self, stack: AsyncExitStack) -> None:
         try:
@@ -59,6 +65,8 @@ class StoreService:
             self.unavailable = str(exc)
             log.error("store: %s", exc)
             await self._report_failure(str(exc))
+        else:
+            await self._refresh_value_gauges(at_start=True)
         stack.push_async_callback(self.db.close)
         rt, topo = self.rt, self.rt.topo
         specs = [
@@ -68,6 +76,7 @@ class StoreService:
                 subjects=(topo.subject("market", ">"),),
                 batch_size=2000,
                 max_ack_pending=20000,
+                ack_all=True,
                 description="store: prices and klines into SQLite",
             ),
             bus.ConsumerSpec(
@@ -75,6 +84,7 @@ class StoreService:
                 stream=topo.portfolio,
                 subjects=(topo.subject("portfolio", ">"),),
                 batch_size=1000,
+                ack_all=True,
                 description="store: holdings, trades, orders, snapshots into SQLite",
             ),
             bus.ConsumerSpec(
@@ -82,6 +92,7 @@ class StoreService:
                 stream=topo.ops,
                 subjects=(topo.result(), topo.backup()),
                 batch_size=200,
+                ack_all=True,
                 description="store: task results (sync_logs) and backup results",
             ),
         ]
@@ -128,9 +139,37 @@ class StoreService:
         ):
             if got:
                 self._rows.labels(table).inc(len(got))
+        if rows.holdings or rows.prunes:
+            await self._refresh_value_gauges()
         if rows.task_ids:
             # Tell waiting CLIs (`assetsync task ...`) that these results are committed.
             await self.rt.nc.publish(self.rt.topo.committed("task"), json.dumps(rows.task_ids).encode())
+
+    async def _refresh_value_gauges(self, *, at_start: bool = False) -> None:
+        """Per-asset values from the holdings table; at start also the last snapshot and good backup."""
+        try:
+            # Read back after the prune so assets no longer held disappear from the gauge.
+            holdings = await self.db.fetchall("SELECT asset, currency, value FROM holdings")
+            last: list[sqlite3.Row] = []
+            backup: list[sqlite3.Row] = []
+            if at_start:  # a restarted store reports what the previous run left behind
+                last = await self.db.fetchall(
+                    "SELECT total_value, total_cost, total_pnl FROM snapshots ORDER BY date DESC LIMIT 1"
+                )
+                backup = await self.db.fetchall("SELECT MAX(finished_at) AS at FROM backups WHERE ok = 1")
+        except (sqlite3.Error, StoreUnavailable) as exc:  # metrics only: the batch is already committed
+            log.warning("store: could not refresh the value gauges: %s", exc)
+            return
+        self._holding_value.clear()
+        for h in holdings:
+            if h["value"] is not None:
+                self._holding_value.labels(h["asset"], h["currency"]).set(h["value"])
+        for row in last:
+            for metric in ("total_value", "total_cost", "total_pnl"):
+                self._value.labels(metric).set(row[metric])
+        for row in backup:
+            if row["at"] is not None:
+                self._backup_age.set(row["at"] / 1000)
 
     async def _report_failure(self, message: str) -> None:
         """Publish a failed `store` task result (at most every few minutes per distinct message)."""

@@ -13,7 +13,7 @@ from assetsync import events as ev
 PRICE_SQL = """
 INSERT INTO price_history (source, asset, ts, price, currency, asset_type, name, via, price_date, origin)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (source, asset, ts) DO UPDATE SET
+ON CONFLICT (ts, source, asset) DO UPDATE SET
     price = excluded.price, currency = excluded.currency, name = excluded.name, via = excluded.via,
     price_date = excluded.price_date
 """

@@ -1,0 +1,176 @@
+"""The gateway's resources in one object: catalog, feeds, sources, sender stats, receiver, settings."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from assetsync.config import Settings, SyncGatewayConf
+from assetsync.events import Event
+from assetsync.logs import DATEFMT, FORMAT
+from assetsync.metrics import Metrics
+
+from assetsync_sync_gateway.feeds import FeedStore
+from assetsync_sync_gateway.ingest import ingest_events
+from assetsync_sync_gateway.logbuffer import LogBuffer
+from assetsync_sync_gateway.received import ReceivedStore
+from assetsync_sync_gateway.receiver import EventSink, Receiver, Tuning
+from assetsync_sync_gateway.registry import Catalog, Endpoint, load_registry
+from assetsync_sync_gateway.runtime_config import RuntimeConfig
+from assetsync_sync_gateway.security import Network, parse_networks
+from assetsync_sync_gateway.sources import Sources
+from assetsync_sync_gateway.stats import GatewayCollector, StatsFile
+
+log = logging.getLogger("assetsync.gateway")
+
+
+@dataclass
+class GatewayOptions:
+    """Everything a gateway is built from (tests build these directly; `from_settings` for services)."""
+
+    data_dir: Path
+    site_id: str
+    conf: SyncGatewayConf = field(default_factory=SyncGatewayConf)
+    extra_endpoints: Sequence[Endpoint] = ()
+    builtin: bool = True
+    metrics: Metrics | None = None
+    sink: EventSink | None = None
+    tuning: Tuning | None = None
+    run_sources: bool = True
+    receiver_transport: httpx.AsyncBaseTransport | None = None
+    page_limit_default: int = 500
+    log_dir: Path | None = None  # where the seed's data_sender.log / data_receiver.log go
+
+
+class Gateway:
+    """Owns the gateway's resources; `start`/`stop` are called from the web app's lifespan."""
+
+    def __init__(self, opts: GatewayOptions) -> None:
+        self.opts = opts
+        self.site_id = opts.site_id
+        self.data_dir = opts.data_dir
+        gw_dir = opts.data_dir / "gateway"
+        self.catalog = Catalog(opts.extra_endpoints, builtin=opts.builtin)
+        self.feeds = FeedStore(gw_dir / "feeds.db", opts.site_id)
+        self.config = RuntimeConfig(opts.conf, gw_dir / "runtime_config.json")
+        self.admin_token = opts.conf.admin_token.get()
+        self.trusted: tuple[Network, ...] = parse_networks(
+            opts.conf.trusted_proxies, "sync_gateway.trusted_proxies"
+        )
+        self.sender_stats = StatsFile(gw_dir / "sender_stats.json")
+        self.received = ReceivedStore(gw_dir / "received.db", opts.data_dir / "synced_data")
+        self.receiver = Receiver(
+            self.received,
+            self.config,
+            opts.site_id,
+            sink=opts.sink,
+            tuning=opts.tuning,
+            transport=opts.receiver_transport,
+        )
+        self.metrics = opts.metrics or Metrics()
+        self.sources = Sources(self.feeds, opts.data_dir)
+        self.logs = LogBuffer()
+        self._collector: GatewayCollector | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._file_handlers: list[tuple[logging.Logger, logging.Handler]] = []
+        self.started = False
+        self.start_error: BaseException | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, metrics: Metrics | None = None, sink: EventSink | None = None
+    ) -> Gateway:
+        """Build from validated settings; a bad registry file raises RegistryError naming the entry."""
+        conf = settings.config.sync_gateway
+        extra: list[Endpoint] = []
+        if conf.registry:
+            path = Path(conf.registry)
+            if not path.is_absolute():
+                path = settings.config_dir / path
+            extra = load_registry(path, settings.data_dir)
+        return cls(
+            GatewayOptions(
+                data_dir=settings.data_dir,
+                site_id=settings.site_id,
+                conf=conf,
+                extra_endpoints=extra,
+                metrics=metrics,
+                sink=sink,
+                log_dir=settings.log_dir,
+            )
+        )
+
+    def _open_log_files(self) -> None:
+        """The seed's log files: sender and receiver activity, each in its own file."""
+        if self.opts.log_dir is None:
+            return
+        try:
+            self.opts.log_dir.mkdir(parents=True, exist_ok=True)
+            for logger, name in (
+                ("assetsync.gateway.sender", "data_sender.log"),
+                ("assetsync.gateway.receiver", "data_receiver.log"),
+            ):
+                h = logging.FileHandler(self.opts.log_dir / name, encoding="utf-8")
+                h.setFormatter(logging.Formatter(FORMAT, DATEFMT))
+                h.setLevel(logging.INFO)
+                lg = logging.getLogger(logger)
+                lg.addHandler(h)
+                self._file_handlers.append((lg, h))
+        except OSError as exc:
+            log.warning("cannot open gateway log files in %s: %s", self.opts.log_dir, exc)
+
+    async def start(self) -> None:
+        logging.getLogger("assetsync.gateway").addHandler(self.logs)
+        self._open_log_files()
+        await self.feeds.open(self.catalog.codes())
+        self.sender_stats.load()
+        self.sender_stats.start()
+        await self.received.open()
+        await self.receiver.start()
+        if self.opts.run_sources:
+            self._http = httpx.AsyncClient(follow_redirects=False)
+            self.sources.client = self._http
+            self.sources.start(list(self.catalog.endpoints.values()))
+        self._collector = GatewayCollector(
+            lambda: self.sender_stats.stats,
+            lambda: self.receiver.stats,
+            self.receiver.lag,
+            lambda: self.receiver.syncing,
+        )
+        with contextlib.suppress(ValueError):  # already registered by an earlier build in this process
+            self.metrics.registry.register(self._collector)
+        self.started = True
+        log.info(
+            "sync gateway %s: %d endpoints (%d categories), sender %s, receiver %s",
+            self.site_id,
+            len(self.catalog.endpoints),
+            len(self.catalog.categories()),
+            "on" if self.config.sender.enabled else "off",
+            "on" if self.config.receiver.enabled else "off",
+        )
+
+    async def stop(self) -> None:
+        self.started = False
+        await self.sources.stop()
+        await self.receiver.stop()
+        await self.sender_stats.stop()
+        if self._http is not None:
+            await self._http.aclose()
+        await self.received.close()
+        await self.feeds.close()
+        if self._collector is not None:
+            with contextlib.suppress(KeyError):
+                self.metrics.registry.unregister(self._collector)
+        logging.getLogger("assetsync.gateway").removeHandler(self.logs)
+        for lg, h in self._file_handlers:
+            lg.removeHandler(h)
+            h.close()
+        self._file_handlers.clear()
+
+    async def ingest(self, events: Iterable[Event]) -> dict[str, int]:
+        """Append bus events to the built-in feeds (one transaction)."""
+        return await ingest_events(self.feeds, events)

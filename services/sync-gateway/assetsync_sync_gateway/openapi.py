@@ -1,0 +1,304 @@
+"""The OpenAPI 3.0 document of every route (served at /openapi.json, fuzzed by schemathesis in CI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERR = {
+    "description": "error",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+_CODE = {
+    "name": "code",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "endpoint code, e.g. PB001",
+}
+_WAIT = {
+    "name": "wait",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "boolean"},
+    "description": "block until done and answer 200 with the results",
+}
+
+
+def _obj(props: dict[str, Any] | None = None, *, extra: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "additionalProperties": extra}
+    if props:
+        out["properties"] = props
+    return out
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(c): _ERR for c in codes}
+
+
+def openapi_document() -> dict[str, Any]:
+    sender: list[dict[str, list[str]]] = [{"senderToken": []}, {}]
+    admin: list[dict[str, list[str]]] = [{"adminToken": []}, {}]
+    common = _errors(401, 403, 429)
+    record = _obj(
+        {
+            "seq": {"type": "integer"},
+            "origin": {"type": "string"},
+            "oseq": {"type": "integer", "description": "the origin site's sequence (relayed records only)"},
+            "data": {"description": "the record itself"},
+        }
+    )
+    page = _obj(
+        {
+            "code": {"type": "string"},
+            "records": {"type": "array", "items": record},
+            "next_cursor": {"type": "string"},
+            "has_more": {"type": "boolean"},
+        }
+    )
+    sender_patch = _obj(
+        {
+            "enabled": {"type": "boolean"},
+            "auth_token": {"type": "string"},
+            "next_auth_token": {"type": "string"},
+            "allowed_ips": {"type": "array", "items": {"type": "string"}},
+            "rate_limit": {"type": "integer", "minimum": 0},
+        },
+        extra=False,
+    )
+    receiver_patch = _obj(
+        {
+            "enabled": {"type": "boolean"},
+            "remote_url": {"type": "string"},
+            "auth_token": {"type": "string"},
+            "sync_interval": {"type": "number", "minimum": 1},
+            "auto_sync": {"type": "boolean"},
+        },
+        extra=False,
+    )
+    p = "/api/data-sync"
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "assetsync sync gateway (数据沟通备份系统)",
+            "version": "1",
+            "description": "Sender feeds, receiver control, web manager. Auth per CONTRACTS §5.",
+        },
+        "components": {
+            "securitySchemes": {
+                "senderToken": {"type": "http", "scheme": "bearer"},
+                "adminToken": {"type": "http", "scheme": "bearer"},
+            },
+            "schemas": {"Error": _obj({"error": {"type": "string"}}), "Page": page},
+        },
+        "paths": {
+            f"{p}/sender/status": {
+                "get": {
+                    "summary": "sender statistics (发送端状态)",
+                    "security": sender,
+                    "responses": {"200": _json(_obj()), **common},
+                }
+            },
+            f"{p}/sender/catalog": {
+                "get": {
+                    "summary": "the data catalog (数据目录)",
+                    "security": sender,
+                    "parameters": [
+                        {"name": "q", "in": "query", "required": False, "schema": {"type": "string"}}
+                    ],
+                    "responses": {"200": _json(_obj()), **common},
+                }
+            },
+            f"{p}/sender/data/{{code}}": {
+                "get": {
+                    "summary": "one page of an endpoint's feed",
+                    "security": sender,
+                    "parameters": [
+                        _CODE,
+                        {"name": "since", "in": "query", "required": False, "schema": {"type": "string"}},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                        },
+                        {
+                            "name": "exclude_origin",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/Page"}),
+                        "304": {"description": "not modified (If-None-Match matched)"},
+                        **common,
+                        **_errors(400, 404, 409),
+                    },
+                }
+            },
+            f"{p}/sender/batch": {
+                "post": {
+                    "summary": "pages of several endpoints in one call",
+                    "security": sender,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": _obj(
+                                    {
+                                        "requests": {
+                                            "type": "array",
+                                            "items": _obj(
+                                                {
+                                                    "code": {"type": "string"},
+                                                    "since": {"type": "string"},
+                                                    "limit": {"type": "integer"},
+                                                },
+                                                extra=False,
+                                            ),
+                                        },
+                                        "exclude_origin": {"type": "string"},
+                                    },
+                                    extra=False,
+                                )
+                            }
+                        },
+                    },
+                    "responses": {"200": _json(_obj()), **common, **_errors(400, 413)},
+                }
+            },
+            f"{p}/sender/config": {
+                "get": {
+                    "summary": "sender settings (no secrets)",
+                    "security": admin,
+                    "responses": {"200": _json(_obj()), **common},
+                },
+                "post": {
+                    "summary": "change sender settings (validated, persisted)",
+                    "security": admin,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": sender_patch}},
+                    },
+                    "responses": {"200": _json(_obj()), **common, **_errors(400, 413)},
+                },
+            },
+            f"{p}/receiver/status": {
+                "get": {
+                    "summary": "receiver statistics (接收端状态)",
+                    "security": admin,
+                    "responses": {"200": _json(_obj()), **common},
+                }
+            },
+            f"{p}/receiver/config": {
+                "get": {
+                    "summary": "receiver settings (no secrets)",
+                    "security": admin,
+                    "responses": {"200": _json(_obj()), **common},
+                },
+                "post": {
+                    "summary": "change receiver settings (validated, persisted)",
+                    "security": admin,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": receiver_patch}},
+                    },
+                    "responses": {"200": _json(_obj()), **common, **_errors(400, 413)},
+                },
+            },
+            f"{p}/receiver/sync-all": {
+                "post": {
+                    "summary": "sync every remote endpoint now (立即全量同步)",
+                    "security": admin,
+                    "parameters": [_WAIT],
+                    "responses": {
+                        "200": _json(_obj()),
+                        "202": _json(_obj(), "started"),
+                        **common,
+                        **_errors(400, 409),
+                    },
+                }
+            },
+            f"{p}/receiver/sync/{{code}}": {
+                "post": {
+                    "summary": "sync one endpoint now",
+                    "security": admin,
+                    "parameters": [_CODE, _WAIT],
+                    "responses": {
+                        "200": _json(_obj()),
+                        "202": _json(_obj(), "started"),
+                        **common,
+                        **_errors(400, 404, 409),
+                    },
+                }
+            },
+            f"{p}/receiver/start-auto-sync": {
+                "post": {
+                    "summary": "start auto-sync",
+                    "security": admin,
+                    "responses": {"200": _json(_obj()), **common},
+                }
+            },
+            f"{p}/receiver/stop-auto-sync": {
+                "post": {
+                    "summary": "stop auto-sync",
+                    "security": admin,
+                    "responses": {"200": _json(_obj()), **common},
+                }
+            },
+            f"{p}/logs": {
+                "get": {
+                    "summary": "recent gateway logs (系统/同步/错误日志)",
+                    "security": admin,
+                    "parameters": [
+                        {
+                            "name": "kind",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "enum": ["system", "sync", "error"]},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        },
+                    ],
+                    "responses": {"200": _json(_obj()), **common, **_errors(400)},
+                }
+            },
+            "/data-sync-manager": {
+                "get": {
+                    "summary": "web manager page",
+                    "responses": {
+                        "200": {
+                            "description": "HTML",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "health",
+                    "responses": {"200": _json(_obj()), "503": _json(_obj(), "not ready")},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "text",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {"get": {"summary": "this document", "responses": {"200": _json(_obj())}}},
+        },
+    }

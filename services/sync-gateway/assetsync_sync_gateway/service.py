@@ -1,0 +1,115 @@
+"""The sync-gateway service: bus events into feeds, received records onto the bus, the HTTP API served."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+
+from assetsync import bus
+from assetsync.config import ConfigError
+from assetsync.events import Event
+from assetsync.runtime import Runtime
+from assetsync.service import Disabled, Service
+
+from assetsync_sync_gateway.app import create_app
+from assetsync_sync_gateway.gateway import Gateway
+from assetsync_sync_gateway.registry import RegistryError
+from assetsync_sync_gateway.server import Running, server_config, start_server, stop_server
+
+NAME = "sync-gateway"
+
+
+def consumer_specs(rt: Runtime) -> list[bus.ConsumerSpec]:
+    """What the gateway reads: everything its built-in feeds export, and records relayed by receivers."""
+    t = rt.topo
+    return [
+        bus.ConsumerSpec(
+            durable=rt.durable("sync-gateway-market"),
+            stream=t.market,
+            subjects=(t.price(), t.kline()),
+            description="sync gateway: prices and klines into feeds",
+        ),
+        bus.ConsumerSpec(
+            durable=rt.durable("sync-gateway-portfolio"),
+            stream=t.portfolio,
+            subjects=(t.holding(), t.trade(), t.order(), t.snapshot()),
+            description="sync gateway: holdings, trades, orders, snapshots into feeds",
+        ),
+        bus.ConsumerSpec(
+            durable=rt.durable("sync-gateway-ops"),
+            stream=t.ops,
+            subjects=(t.result(), t.external()),
+            description="sync gateway: task logs and relayed records into feeds",
+        ),
+    ]
+
+
+class GatewayService:
+    """Serves the gateway API and keeps its feeds fed from the bus."""
+
+    name = NAME
+
+    def __init__(self, rt: Runtime, gw: Gateway) -> None:
+        self.rt = rt
+        self.gw = gw
+        self.running: Running | None = None
+
+    @property
+    def url(self) -> str:
+        return self.running.url if self.running else ""
+
+    async def start(self, stack: AsyncExitStack) -> None:
+        conf = self.rt.settings.config.sync_gateway
+        app = create_app(self.gw)
+        self.running = await start_server(
+            server_config(
+                app,
+                conf.host,
+                conf.port,
+                tls_cert=self._path(conf.tls_cert),
+                tls_key=self._path(conf.tls_key),
+            )
+        )
+        stack.push_async_callback(stop_server, self.running)
+        for spec in consumer_specs(self.rt):
+            c = self.rt.consumer(spec, self._handle)
+            await c.start()
+            stack.push_async_callback(c.stop)
+        self.rt.log.info("sync gateway serving on %s", self.url)
+
+    def _path(self, p: str) -> str:
+        if not p:
+            return ""
+        path = self.rt.settings.config_dir / p
+        return str(path)
+
+    async def _handle(self, batch: Sequence[bus.Delivery]) -> None:
+        try:
+            await self.gw.ingest(d.event for d in batch)
+        except sqlite3.OperationalError as exc:  # disk full, locked: retry later, nothing acked
+            raise bus.TransientError(f"gateway feed store: {exc}") from exc
+
+    def health(self) -> tuple[bool, str]:
+        if not self.gw.started or self.running is None or self.running.task.done():
+            return False, "sync gateway not serving"
+        return True, f"serving on {self.url}"
+
+
+def build(rt: Runtime) -> Service | Disabled:
+    """The gateway service, or Disabled when `sync_gateway.enabled` is false."""
+    conf = rt.settings.config.sync_gateway
+    if not conf.enabled:
+        return Disabled("sync_gateway.enabled is false")
+    publisher = rt.publisher
+
+    async def republish(events: Sequence[Event]) -> None:
+        for e in events:
+            await publisher.publish(e)
+        await publisher.flush()
+
+    try:
+        gw = Gateway.from_settings(rt.settings, metrics=rt.metrics, sink=republish)
+    except RegistryError as exc:
+        raise ConfigError("sync_gateway.registry", str(exc)) from exc
+    return GatewayService(rt, gw)

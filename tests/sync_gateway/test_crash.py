@@ -1,0 +1,111 @@
+"""The receiver killed with SIGKILL at random points, many times: the copy ends equal, nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import wait_for
+from tests.sync_gateway.support import ext, fill, make_gateway, serve
+
+TOTAL_FIRST = 40_000
+KILLS = 10
+
+
+def start_receiver(data_dir: Path, remote: str, log: Path) -> subprocess.Popen[bytes]:
+    conf = {
+        "sync_gateway": {
+            "site_id": "B",
+            "port": 0,
+            "receiver": {"enabled": True, "remote_url": remote, "auto_sync": True, "sync_interval": 0.2},
+        }
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "assetsync_sync_gateway",
+            "--data-dir",
+            str(data_dir),
+            "--set",
+            json.dumps(conf),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+    )
+
+
+def mirror_size(data_dir: Path) -> int:
+    try:
+        return (data_dir / "synced_data" / "PB001.jsonl").stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+async def test_sigkill_at_random_points_leaves_an_exact_copy(tmp_path: Path) -> None:
+    rnd = random.Random(20261122)
+    src = make_gateway(tmp_path / "a", "A", extra=[ext("PB001")])
+    rx_dir = tmp_path / "b"
+    log = tmp_path / "receiver.log"
+    async with serve(src) as site:
+        await fill(src, "PB001", TOTAL_FIRST)
+        total = TOTAL_FIRST
+        full_size = TOTAL_FIRST * 44  # about the mirror's size once complete
+        kills_mid_sync = 0
+        for k in range(KILLS):
+            proc = start_receiver(rx_dir, site.url, log)
+            try:
+                target = rnd.randrange(1, full_size)
+                # Kill once the mirror passed a random size (mid-sync), or after a random moment.
+                deadline = asyncio.get_running_loop().time() + rnd.uniform(0.5, 3.0)
+                while mirror_size(rx_dir) < target and asyncio.get_running_loop().time() < deadline:
+                    await asyncio.sleep(0.003)
+                size = mirror_size(rx_dir)
+                kills_mid_sync += int(0 < size < full_size)
+            finally:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+            if k % 3 == 2:  # the source keeps growing between crashes
+                await fill(src, "PB001", 500, start=total)
+                total += 500
+            full_size = total * 44
+        assert kills_mid_sync >= 3, f"only {kills_mid_sync} kills landed mid-sync"
+        # The last run completes.
+        proc = start_receiver(rx_dir, site.url, log)
+        try:
+            await wait_for(lambda: _count_lines(rx_dir) >= total, 60, what="final convergence")
+            await wait_for(lambda: _stored(rx_dir) == total, 30, what="store complete")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+    lines = (rx_dir / "synced_data" / "PB001.jsonl").read_bytes().splitlines()
+    got = [json.loads(x)["i"] for x in lines]
+    assert len(got) == len(set(got)) == total, (len(got), len(set(got)), total)
+    assert sorted(got) == list(range(total))
+    with sqlite3.connect(rx_dir / "gateway" / "received.db") as db:
+        rows = db.execute(
+            "SELECT o.name, r.oseq FROM received r JOIN names o ON o.id = r.origin"
+            " WHERE r.code = (SELECT id FROM names WHERE name = 'PB001')"
+        ).fetchall()
+    assert len(rows) == len(set(rows)) == total
+    assert {o for o, _ in rows} == {"A"} and sorted(s for _, s in rows) == list(range(1, total + 1))
+
+
+def _count_lines(rx_dir: Path) -> int:
+    p = rx_dir / "synced_data" / "PB001.jsonl"
+    return p.read_bytes().count(b"\n") if p.exists() else 0
+
+
+def _stored(rx_dir: Path) -> int:
+    try:
+        with sqlite3.connect(rx_dir / "gateway" / "received.db", timeout=5) as db:
+            sql = "SELECT count(*) FROM received WHERE code = (SELECT id FROM names WHERE name = 'PB001')"
+            return int(db.execute(sql).fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
