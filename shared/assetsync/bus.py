@@ -357,9 +357,6 @@ class ConsumerSpec:
     nak_delay: float = 1.0
     max_nak_delay: float = 120.0
     description: str = ""
-    # Single-writer consumers (the store) ack a whole batch with one AckAll of its last message.
-    # Never for consumers whose replicas share work: an AckAll would settle their peers' events.
-    ack_all: bool = False
 
 
 @dataclass
@@ -425,7 +422,7 @@ class Consumer:
             deliver_subject=self.deliver_subject,
             deliver_group=self.spec.durable,
             deliver_policy=api.DeliverPolicy.ALL,
-            ack_policy=api.AckPolicy.ALL if self.spec.ack_all else api.AckPolicy.EXPLICIT,
+            ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self.spec.ack_wait,
             max_ack_pending=self.spec.max_ack_pending,
             max_deliver=self.spec.max_deliver,
@@ -560,19 +557,19 @@ class Consumer:
         finally:
             self._h_batch.observe(time.perf_counter() - started)
             self.stats.batches += 1
-        if self.spec.ack_all and all(d.outcome != "nak" for d in deliveries):
-            for d in deliveries:
-                if d.outcome == "term":
-                    await self._settle(d.msg, "term", 0.0, d.reason, reason_label="handler")
-            acked = [d for d in deliveries if d.outcome == "ack"]
-            if acked:
-                try:
-                    await acked[-1].msg.ack()  # AckAll: settles every earlier delivery too
-                except Exception as exc:
-                    self._log.warning("consumer %s: could not ack a batch: %s", self.spec.durable, exc)
-                    return
-                self.stats.acked += len(acked)
-                self._c_ack.inc(len(acked))
+        if all(d.outcome == "ack" for d in deliveries):
+            # The common case, kept lean: one ack each, counters bumped once per batch.
+            n = 0
+            try:
+                for d in deliveries:
+                    await d.msg.ack()
+                    n += 1
+            except Exception as exc:  # ack lost (e.g. reconnecting): JetStream redelivers, sinks upsert
+                self._log.warning(
+                    "consumer %s: could not ack %d events: %s", self.spec.durable, len(deliveries) - n, exc
+                )
+            self.stats.acked += n
+            self._c_ack.inc(n)
             return
         for d in deliveries:
             await self._settle(d.msg, d.outcome, d.delay, d.reason, reason_label="handler")

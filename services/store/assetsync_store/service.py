@@ -76,7 +76,6 @@ class StoreService:
                 subjects=(topo.subject("market", ">"),),
                 batch_size=2000,
                 max_ack_pending=20000,
-                ack_all=True,
                 description="store: prices and klines into SQLite",
             ),
             bus.ConsumerSpec(
@@ -84,7 +83,6 @@ class StoreService:
                 stream=topo.portfolio,
                 subjects=(topo.subject("portfolio", ">"),),
                 batch_size=1000,
-                ack_all=True,
                 description="store: holdings, trades, orders, snapshots into SQLite",
             ),
             bus.ConsumerSpec(
@@ -92,7 +90,6 @@ class StoreService:
                 stream=topo.ops,
                 subjects=(topo.result(), topo.backup()),
                 batch_size=200,
-                ack_all=True,
                 description="store: task results (sync_logs) and backup results",
             ),
         ]

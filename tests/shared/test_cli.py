@@ -1,0 +1,132 @@
+"""The `assetsync` command end to end: help, standalone tasks, backups, and `up --demo`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from assetsync.cli import build_parser
+from assetsync.embedded import free_port
+from assetsync.emulators.feishu import FeishuEmulator
+from assetsync.feishu.client import FeishuClient, Record
+from assetsync.secrets import Secret
+from tests.helpers import wait_for_sync
+
+COMMANDS = [
+    [],
+    ["up"],
+    ["service"],
+    ["task"],
+    ["run-once"],
+    ["setup-tables"],
+    ["backup"],
+    ["backup", "create"],
+    ["backup", "list"],
+    ["backup", "restore"],
+    ["check-config"],
+]
+
+
+def cli(tmp: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ASSETSYNC_METRICS__PORT": "0"}
+    return subprocess.run(
+        [sys.executable, "-m", "assetsync", *args, "--data-dir", str(tmp / "data"), "--log-dir", str(tmp / "logs")],
+        capture_output=True, text=True, timeout=timeout, cwd=tmp, env=env,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("words", COMMANDS, ids=lambda w: " ".join(w) or "assetsync")
+def test_help_on_every_command(words: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([*words, "--help"])
+    assert exit_.value.code == 0
+    assert "usage: assetsync" in capsys.readouterr().out
+
+
+def test_task_snapshot_and_backups_standalone(tmp_path: Path) -> None:
+    snap = cli(tmp_path, "task", "snapshot")
+    assert snap.returncode == 0, snap.stderr
+    assert "snapshot: success" in snap.stdout and "stored: yes" in snap.stdout
+    db = tmp_path / "data" / "assets.db"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 1
+        assert conn.execute("SELECT COUNT(*) FROM sync_logs WHERE task='snapshot'").fetchone()[0] == 1
+
+    made = cli(tmp_path, "backup", "create")
+    assert made.returncode == 0, made.stderr
+    listed = cli(tmp_path, "backup", "list")
+    names = re.findall(r"assets_\d{8}_\d{6}\.db", listed.stdout)
+    assert len(names) == 1, listed.stdout
+
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"not a database at all" * 100)
+    refused = cli(tmp_path, "backup", "restore", str(corrupt))
+    assert refused.returncode == 1 and "restore refused" in refused.stderr
+    ok = cli(tmp_path, "backup", "restore", str(tmp_path / "data" / "backups" / names[0]))
+    assert ok.returncode == 0, ok.stderr
+    assert "restored" in ok.stdout
+
+
+def test_task_for_a_part_that_is_off_says_why(tmp_path: Path) -> None:
+    out = cli(tmp_path, "task", "crypto")
+    assert out.returncode == 1
+    assert "collector-crypto" in out.stderr and "off" in out.stderr
+
+
+def test_up_demo_fills_store_feishu_and_gateway(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "ASSETSYNC_METRICS__PORT": "0", "ASSETSYNC_SYNC_GATEWAY__PORT": str(port)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assetsync", "up", "--demo", "--data-dir", str(tmp_path / "demo"),
+         "--log-dir", str(tmp_path / "logs")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "demo data is in" in line:
+                break
+        text = "".join(lines)
+        assert "demo crypto: success" in text and "demo fund: success" in text, text
+        assert "demo snapshot: success" in text, text
+        assert f"http://127.0.0.1:{port}/data-sync-manager" in text
+        feishu_url = re.search(r"feishu (http://\S+)", text)
+        assert feishu_url is not None
+        with sqlite3.connect(tmp_path / "demo" / "assets.db") as conn:
+            held = conn.execute("SELECT COUNT(*) FROM holdings").fetchone()[0]
+            assert held >= 8
+            priced = conn.execute("SELECT COUNT(*) FROM holdings WHERE price IS NOT NULL").fetchone()[0]
+            assert conn.execute("SELECT COUNT(*) FROM price_history").fetchone()[0] >= priced
+
+        def feishu_filled() -> bool:
+            rows = asyncio.run(_holdings_rows(feishu_url.group(1)))
+            priced = [r for r in rows if r.fields.get("当前价格") is not None]
+            # Every priced holding lands in 持仓 (dust may be left out), hand-kept funds get prices.
+            return len(priced) >= held - 2 and all(
+                r.fields.get("当前市值") for r in rows if r.fields.get("资产类型") == "基金"
+            )
+
+        wait_for_sync(feishu_filled, timeout=30, interval=0.5, what="the emulated 持仓 table filled")
+        status = httpx.get(f"http://127.0.0.1:{port}/api/data-sync/sender/catalog", timeout=10)
+        assert status.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+
+
+async def _holdings_rows(url: str) -> list[Record]:
+    emu = FeishuEmulator()  # the demo's emulator uses these default credentials
+    async with FeishuClient(url, emu.app_id, Secret(emu.app_secret), emu.app_token) as client:
+        tables = {t.name: t.table_id for t in await client.list_tables()}
+        return list(await client.search_records(tables["持仓"]))
