@@ -13,12 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from assetsync.cli import build_parser
 from assetsync.embedded import free_port
 from assetsync.emulators.feishu import FeishuEmulator
 from assetsync.feishu.client import FeishuClient, Record
 from assetsync.secrets import Secret
+
 from tests.helpers import wait_for_sync
 
 COMMANDS = [
