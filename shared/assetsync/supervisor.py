@@ -186,6 +186,7 @@ class Supervisor:
             # Own process group: a terminal's Ctrl+C reaches only the parent, which stops children in
             # order; PDEATHSIG: a parent killed outright takes its children with it.
             start_new_session=True,
+            limit=1 << 20,  # a long traceback line still fits
             preexec_fn=die_with_parent,
         )
         c.proc, c.started_at = proc, time.monotonic()
@@ -228,7 +229,13 @@ class Supervisor:
 
     async def _pump(self, c: Child, stream: asyncio.StreamReader, to: TextIO) -> None:
         prefix = f"[{c.spec.label}] "
-        while line := await stream.readline():
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line over the reader's limit: asyncio dropped it; keep reading
+                line = b"(an over-long output line was dropped)\n"
+            if not line:
+                return
             text = line.decode(errors="replace").rstrip("\n")
             if c.spec.service in text and (" off — " in text or " absent — " in text):
                 c.off = True

@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from assetsync import bus
 from assetsync.events import AssetError, TaskCommand, TaskName, TaskResult
@@ -130,6 +131,7 @@ async def request_task(
     args: dict[str, str] | None = None,
     timeout: float = 600.0,
     stored_timeout: float = 30.0,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[TaskResult, bool]:
     """Publish a command, wait for its result and for the store to confirm it committed it."""
     command_id = f"{task}-{uuid.uuid4().hex[:12]}"
@@ -150,8 +152,15 @@ async def request_task(
             if command_id in ids and not stored.done():
                 stored.set_result(True)
 
+    async def on_notice(msg: object) -> None:
+        with contextlib.suppress(Exception):
+            notice = json.loads(getattr(msg, "data", b"{}"))
+            if notice.get("command_id") == command_id and on_progress is not None:
+                on_progress(notice)
+
     sub_r = await rt.nc.subscribe(rt.topo.result(task), cb=on_result)
     sub_s = await rt.nc.subscribe(rt.topo.committed("task"), cb=on_stored)
+    sub_p = await rt.nc.subscribe(rt.topo.subject("tasks", "progress", "v1", task), cb=on_notice)
     try:
         cmd = TaskCommand(
             command_id=command_id,
@@ -175,6 +184,6 @@ async def request_task(
             ok = False
         return result, ok
     finally:
-        for sub in (sub_r, sub_s):
+        for sub in (sub_r, sub_s, sub_p):
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -65,8 +65,14 @@ async def test_crypto_task_over_the_bus(
         await rt.nc.subscribe(rt.topo.kline("binance"), cb=collect)
         async with AsyncExitStack() as stack:
             await svc.start(stack)
-            result, _ = await request_task(rt, "crypto", timeout=30, stored_timeout=0.05)
+            notices: list[dict[str, Any]] = []
+            result, _ = await request_task(
+                rt, "crypto", timeout=30, stored_timeout=0.05, on_progress=notices.append
+            )
             assert result.status == "success", result.message
+            # The kline backfill reports progress for the CLI's bar, ending at done == total.
+            assert notices and notices[-1]["what"] == "klines"
+            assert notices[-1]["done"] == notices[-1]["total"] > 0
             assert result.source == "binance" and result.assets is not None and "ETHW" in result.assets
             await wait_for(
                 lambda: {e.asset for e in seen if isinstance(e, Holding)} == set(result.assets or []),

@@ -130,3 +130,17 @@ async def _holdings_rows(url: str) -> list[Record]:
     async with FeishuClient(url, emu.app_id, Secret(emu.app_secret), emu.app_token) as client:
         tables = {t.name: t.table_id for t in await client.list_tables()}
         return list(await client.search_records(tables["持仓"]))
+
+
+def test_progress_bar_lines_without_a_terminal() -> None:
+    import io
+
+    from assetsync.progress import ProgressBar
+
+    out = io.StringIO()
+    bar = ProgressBar("crypto_sync", stream=out, width=10)
+    for done in range(1, 41):
+        bar.update({"done": done, "total": 40, "what": "klines"})
+    lines = out.getvalue().splitlines()
+    assert 3 <= len(lines) <= 6, lines  # a few milestones, not 40 lines
+    assert lines[-1] == "crypto_sync: klines [##########] 40/40 100%"

@@ -6,6 +6,7 @@ import logging
 from contextlib import AsyncExitStack
 
 from assetsync.events import TaskCommand, TaskResult
+from assetsync.progress import TaskProgress
 from assetsync.runtime import Runtime
 from assetsync.schedule import Scheduler
 from assetsync.service import Disabled, Service
@@ -40,7 +41,8 @@ class CryptoCollector:
 
     async def run(self, cmd: TaskCommand) -> TaskResult:
         """One crypto sync for a command (scheduled, `assetsync task crypto` or `run-once`)."""
-        result = await self.sync.run(cmd.command_id, self.rt.publisher.publish)
+        progress = TaskProgress(self.rt, "crypto", cmd.command_id)
+        result = await self.sync.run(cmd.command_id, self.rt.publisher.publish, progress)
         self.last = result
         return result
 

@@ -108,6 +108,13 @@ def balances_of(balance: Mapping[str, Any]) -> dict[str, float]:
     return {str(k): float(v) for k, v in totals.items() if v is not None and float(v) > 0}
 
 
+Progress = Callable[[int, int, str], None]
+
+
+def _no_progress(done: int, total: int, what: str) -> None:
+    return None
+
+
 class CryptoSync:
     """Runs crypto syncs against one exchange, keeping its cursors in a StateFile."""
 
@@ -149,12 +156,12 @@ class CryptoSync:
                     self._on_error(endpoint, type(exc.__cause__ or exc).__name__)
                 raise
 
-    async def run(self, command_id: str, publish: Publish) -> TaskResult:
+    async def run(self, command_id: str, publish: Publish, progress: Progress | None = None) -> TaskResult:
         """One full sync; publishes its events, returns the TaskResult (the caller publishes it)."""
         async with self._lock:
-            return await self._run(command_id, publish)
+            return await self._run(command_id, publish, progress or _no_progress)
 
-    async def _run(self, command_id: str, publish: Publish) -> TaskResult:
+    async def _run(self, command_id: str, publish: Publish, progress: Progress) -> TaskResult:
         started = self._now()
 
         def failed(
@@ -224,10 +231,18 @@ class CryptoSync:
 
         try:
             # A TaskGroup cancels the other calls at once when the credentials are refused.
+            kline_routes = [routes[a] for a in prices if routes[a].kline_symbol]
+            done = 0
+
+            async def klines(route: Route) -> None:
+                nonlocal done
+                await self._klines(route, state, report)
+                done += 1
+                progress(done, len(kline_routes), "klines")  # a first run backfills: worth a bar
+
             async with asyncio.TaskGroup() as tg:
-                for a in prices:
-                    if routes[a].kline_symbol:
-                        tg.create_task(self._klines(routes[a], state, report))
+                for route in kline_routes:
+                    tg.create_task(klines(route))
                 tg.create_task(self._trades(held, markets, state, report))
         except* AuthFailed as group:
             refused = str(group.exceptions[0])
