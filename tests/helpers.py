@@ -25,11 +25,15 @@ async def wait_for(
         if got:
             return got  # type: ignore[return-value]
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate!r}; last={last!r}")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or predicate!r}; last={last!r}"
+            )
         await asyncio.sleep(interval)
 
 
-def wait_for_sync(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> T:
+def wait_for_sync(
+    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> T:
     """Blocking variant of `wait_for` for threads and subprocess checks."""
     deadline = time.monotonic() + timeout
     while True:
@@ -37,5 +41,7 @@ def wait_for_sync(predicate: Callable[[], T], timeout: float = 10.0, interval: f
         if got:
             return got
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate!r}; last={got!r}")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or predicate!r}; last={got!r}"
+            )
         time.sleep(interval)

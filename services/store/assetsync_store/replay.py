@@ -21,6 +21,7 @@ import msgspec
 import nats.js.errors
 from assetsync.config import Settings
 from assetsync.events import Codec
+from assetsync.progress import ProgressBar
 from assetsync.subjects import Topology
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -45,41 +46,6 @@ class ReplayStats:
     skipped: int = 0  # events the store does not keep (e.g. lifecycle) or could not decode
     by_stream: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-class Progress:
-    """A plain-text progress bar on stderr (`\\r` redraws on a terminal, a line per 10 % otherwise)."""
-
-    def __init__(self, total: int, out: TextIO | None = None, width: int = 30) -> None:
-        self.total = max(total, 0)
-        self.out = out if out is not None else sys.stderr
-        self.width = width
-        self.tty = bool(getattr(self.out, "isatty", lambda: False)())
-        self.started = time.monotonic()
-        self._last_draw = 0.0
-        self._last_decile = -1
-
-    def update(self, done: int, final: bool = False) -> None:
-        now = time.monotonic()
-        frac = min(1.0, done / self.total) if self.total else 1.0
-        if self.tty:
-            if not final and now - self._last_draw < 0.1:
-                return
-            self._last_draw = now
-            self.out.write("\r" + self._line(done, frac, now) + ("\n" if final else ""))
-        else:
-            decile = int(frac * 10)
-            if decile == self._last_decile:
-                return
-            self._last_decile = decile
-            self.out.write(self._line(done, frac, now) + "\n")
-        self.out.flush()
-
-    def _line(self, done: int, frac: float, now: float) -> str:
-        filled = int(frac * self.width)
-        rate = done / max(now - self.started, 1e-6)
-        bar = "#" * filled + "." * (self.width - filled)
-        return f"replay [{bar}] {frac * 100:5.1f}% {done:,}/{self.total:,} events {rate:,.0f}/s"
 
 
 def parse_since(text: str, tz: str) -> datetime:
@@ -135,7 +101,7 @@ async def replay(
         else:
             plan.append((stream, subject, *await _start_at(nc, js, stream, subject, since)))
     total = sum(n for *_, n in plan)
-    bar = Progress(total, progress)
+    bar = ProgressBar("replay", progress)
     stats = ReplayStats()
     started = time.monotonic()
     db = Database(output)
@@ -144,12 +110,11 @@ async def replay(
         for stream, subject, start_seq, expected in plan:
             if expected == 0:
                 continue
-            n = await _replay_one(js, db, stream, subject, start_seq, since, stats, bar, on_batch)
+            n = await _replay_one(js, db, stream, subject, start_seq, since, stats, bar, total, on_batch)
             stats.by_stream[stream] = stats.by_stream.get(stream, 0) + n
     finally:
         await db.close()
     stats.seconds = time.monotonic() - started
-    bar.update(stats.events, final=True)
     return stats
 
 
@@ -168,7 +133,8 @@ async def _replay_one(
     start_seq: int,
     since: datetime | None,
     stats: ReplayStats,
-    bar: Progress,
+    bar: ProgressBar,
+    total: int,
     on_batch: Callable[[int], None] | None,
 ) -> int:
     codec = Codec()
@@ -229,7 +195,7 @@ async def _replay_one(
             stats.rows += await db.write(rows)
             stats.events += len(batch)
             done += len(batch)
-            bar.update(stats.events)
+            bar.update({"done": stats.events, "total": total, "what": "events"})
             if on_batch is not None:
                 on_batch(stats.events)
             if caught_up.is_set() and not buf:
