@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sqlite3
 import struct
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -124,3 +125,8 @@ async def ready_cluster(root: Path) -> AsyncIterator[Cluster]:
     with cluster(root) as c:
         await c.wait_ready()
         yield c
+
+
+def read_only(db: Path) -> contextlib.closing[sqlite3.Connection]:
+    """A read-only connection to a live store's database, closed on exit."""
+    return contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True))

@@ -24,6 +24,7 @@ from assetsync.supervisor import Backoff, Supervisor, plan
 
 from tests.feishu.support import feishu_site
 from tests.helpers import wait_for
+from tests.scale.support import read_only
 
 ASSETS = [f"K{i:02d}" for i in range(30)]
 T0 = 1_790_000_000_000
@@ -73,7 +74,7 @@ class Stream:
 
 def sqlite_state(db: Path) -> tuple[int, int, set[float]]:
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        with read_only(db) as conn:
             (ticks,) = conn.execute("SELECT COUNT(*) FROM price_history").fetchone()
             rows = list(conn.execute("SELECT quantity FROM holdings"))
     except sqlite3.OperationalError:

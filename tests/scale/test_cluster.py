@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from assetsync.runtime import Runtime, open_runtime
 from assetsync_store.service import StoreService
 
 from tests.helpers import wait_for
-from tests.scale.support import ready_cluster
+from tests.scale.support import read_only, ready_cluster
 
 N = 20_000
 T0 = 1_790_000_000_000
@@ -35,7 +34,7 @@ async def publish_stream(rt: Runtime, n: int, progress: list[int]) -> None:
 
 
 def stored(db: Path) -> tuple[int, int]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+    with read_only(db) as conn:
         total, distinct = conn.execute(
             "SELECT COUNT(*), COUNT(DISTINCT source || ':' || asset || ':' || ts) FROM price_history"
         ).fetchone()

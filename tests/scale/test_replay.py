@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import sqlite3
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from assetsync_store.schema import TABLES
 from assetsync_store.service import StoreService
 
 from tests.helpers import wait_for
+from tests.scale.support import read_only
 
 T0 = 1_790_000_000_000
 
@@ -63,7 +63,7 @@ def history() -> list[list[ev.Event]]:
 
 
 def dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+    with read_only(db) as conn:
         return {t: sorted(conn.execute(f"SELECT * FROM {t}"), key=repr) for t in TABLES}
 
 

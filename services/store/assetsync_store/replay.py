@@ -239,8 +239,9 @@ async def run_replay(
     *,
     force: bool = False,
     out: TextIO | None = None,
+    progress: TextIO | None = None,
 ) -> int:
-    """The `assetsync replay` command: 0 on success, 1 when the replay could not run."""
+    """The `assetsync replay` command: 0 on success, 1 when the replay could not run, 2 on a bad --since."""
     from assetsync import bus
     from assetsync.runner import NatsOwner
 
@@ -266,7 +267,8 @@ async def run_replay(
         nc = await bus.connect(url, name="assetsync:replay")
         try:
             js = bus.jetstream(nc)
-            stats = await replay(nc, js, Topology(settings.config.nats.prefix), target, since=since)
+            topo = Topology(settings.config.nats.prefix)
+            stats = await replay(nc, js, topo, target, since=since, progress=progress)
         except ReplayError as exc:
             print(f"replay: {exc}", file=sys.stderr)
             return 1
@@ -274,7 +276,7 @@ async def run_replay(
             await nc.close()
     finally:
         await asyncio.to_thread(owner.release)
-    streams = ", ".join(f"{k} {v:,}" for k, v in stats.by_stream.items())
+    streams = ", ".join(f"{k} {v:,}" for k, v in stats.by_stream.items()) or "the streams are empty"
     o.write(
         f"replayed {stats.events:,} events ({streams}) into {target}: {stats.rows:,} rows written, "
         f"{stats.skipped:,} events not kept by the store, {stats.seconds:.1f}s\n"
