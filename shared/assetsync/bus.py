@@ -261,7 +261,9 @@ class Publisher:
                     exc, nats.js.errors.ServiceUnavailableError
                 ):
                     raise PublishError(f"JetStream refused an event on {p.subject}: {exc}") from exc
-                if p.attempts >= self._max_attempts:
+                # Lost acks, no responders and 503s are what a reconnect or a stream-leader election
+                # looks like: those retry until flush()'s deadline; anything else has a few tries.
+                if p.attempts >= self._max_attempts and not _riding_out(exc):
                     raise PublishError(
                         f"event on {p.subject} not acknowledged after {p.attempts} tries: {exc}"
                     )
@@ -297,6 +299,18 @@ class Publisher:
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, 3.0)
         raise PublishError(f"event on {subj} not acknowledged")
+
+
+def _riding_out(exc: BaseException) -> bool:
+    """Errors of a cluster in transition (reconnect, leader election), worth waiting out."""
+    return isinstance(
+        exc,
+        TimeoutError
+        | nats.errors.TimeoutError
+        | nats.errors.NoRespondersError
+        | nats.js.errors.NoStreamResponseError
+        | nats.js.errors.ServiceUnavailableError,
+    )
 
 
 # --- consuming -------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from assetsync import bus
 from assetsync import events as ev
 from assetsync.metrics import Metrics
 from assetsync.runtime import Runtime, open_runtime
@@ -59,10 +58,7 @@ async def test_killing_the_stream_leader_loses_and_duplicates_nothing(
             open_runtime(settings, on_leader, name="test-store", metrics=Metrics()) as store_rt,
             open_runtime(settings, on_leader, name="test-collector", metrics=Metrics()) as pub_rt,
         ):
-            # Ride out a leader election (a few seconds without a stream leader: "no responders").
-            pub_rt.publisher = bus.Publisher(
-                pub_rt.js, pub_rt.topo, pub_rt.codec, pub_rt.metrics, max_attempts=40
-            )
+            # The default publisher rides out the election (a few seconds of "no responders").
             store = StoreService(store_rt)
             async with AsyncExitStack() as stack:
                 await store.start(stack)

@@ -167,3 +167,22 @@ async def test_backup_into_readonly_dir_fails_cleanly(harness: StoreHarness) -> 
     assert str(d) in result.message
     ok, _ = harness.store.health()
     assert ok, "a failed backup does not make the store unhealthy"
+
+
+async def test_late_holding_of_a_sold_asset_is_not_written_back(harness: StoreHarness) -> None:
+    pub = harness.rt.publisher
+    result = ev.TaskResult(
+        command_id="c2", task="crypto", source="binance", status="success", started_at=T0 + 5,
+        finished_at=T0 + 6, records=1, total=1, assets=["BTC"],
+    )  # fmt: skip
+    # The result (on OPS) overtakes the holdings (on PORTFOLIO): different consumers, no order.
+    await pub.publish_many([result])
+    await wait_for(lambda: harness.count("sync_logs"), what="result stored")
+    await pub.publish_many(
+        [holding("SOLD", 1, 1.0, None, as_of=T0), holding("BTC", 1, 2.0, None, as_of=T0 + 5)]
+    )
+
+    async def btc_only() -> bool:
+        return [r["asset"] for r in await harness.rows("SELECT asset FROM holdings")] == ["BTC"]
+
+    await wait_for(btc_only, what="SOLD stays out, BTC in")

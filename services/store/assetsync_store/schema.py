@@ -128,6 +128,16 @@ MIGRATIONS: tuple[str, ...] = (
         finished_at INTEGER NOT NULL
     );
     """,
+    # v2: the last complete asset set per source, so a late (older) holding of an asset that has
+    # since been sold is not written back after the prune (the holdings and results consumers
+    # run independently).
+    """
+    CREATE TABLE holding_sets (
+        source TEXT PRIMARY KEY,
+        started_at INTEGER NOT NULL,
+        assets TEXT NOT NULL
+    );
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -27,6 +27,10 @@ from assetsync_store.upserts import SNAPSHOT_SQL, Rows, snapshot_row
 
 log = logging.getLogger("assetsync.store")
 
+# A batch commits in well under a second; a short ack wait means events a killed store held come
+# back quickly to its successor (redelivery is harmless: every write is an upsert).
+STORE_ACK_WAIT = 15.0
+
 # Report the same write failure as a failed task result at most this often (no alert storm).
 FAILURE_REPORT_EVERY = 300.0
 
@@ -76,6 +80,7 @@ class StoreService:
                 subjects=(topo.subject("market", ">"),),
                 batch_size=2000,
                 max_ack_pending=20000,
+                ack_wait=STORE_ACK_WAIT,
                 description="store: prices and klines into SQLite",
             ),
             bus.ConsumerSpec(
@@ -83,6 +88,7 @@ class StoreService:
                 stream=topo.portfolio,
                 subjects=(topo.subject("portfolio", ">"),),
                 batch_size=1000,
+                ack_wait=STORE_ACK_WAIT,
                 description="store: holdings, trades, orders, snapshots into SQLite",
             ),
             bus.ConsumerSpec(
@@ -90,6 +96,7 @@ class StoreService:
                 stream=topo.ops,
                 subjects=(topo.result(), topo.backup()),
                 batch_size=200,
+                ack_wait=STORE_ACK_WAIT,
                 description="store: task results (sync_logs) and backup results",
             ),
         ]

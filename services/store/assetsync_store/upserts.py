@@ -194,8 +194,31 @@ class Rows:
         )  # fmt: skip
 
 
+HOLDING_SET_SQL = """
+INSERT INTO holding_sets (source, started_at, assets) VALUES (?, ?, ?)
+ON CONFLICT (source) DO UPDATE SET started_at = excluded.started_at, assets = excluded.assets
+WHERE excluded.started_at >= holding_sets.started_at
+"""
+
+
+async def _drop_superseded(conn: aiosqlite.Connection, rows: Rows) -> None:
+    """Leave out holdings older than their source's last complete set that the set did not list."""
+    for source, assets, started_at in rows.prunes:
+        await conn.execute(HOLDING_SET_SQL, (source, started_at, json.dumps(sorted(assets))))
+    async with conn.execute("SELECT source, started_at, assets FROM holding_sets") as cur:
+        sets = {str(r[0]): (int(r[1]), set(json.loads(r[2]))) for r in await cur.fetchall()}
+    if not sets:
+        return
+    # holding_row(): asset at 0, source at 1, as_of at 14.
+    rows.holdings = [
+        h for h in rows.holdings if (s := sets.get(h[1])) is None or h[14] >= s[0] or h[0] in s[1]
+    ]
+
+
 async def write_rows(conn: aiosqlite.Connection, rows: Rows) -> None:
     """Execute a batch's statements (the caller owns the transaction)."""
+    if rows.holdings or rows.prunes:
+        await _drop_superseded(conn, rows)
     pairs: Iterable[tuple[str, Sequence[tuple[Any, ...]]]] = (
         (PRICE_SQL, rows.prices),
         (KLINE_SQL, rows.klines),
