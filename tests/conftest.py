@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from assetsync.config import Settings, load_settings
+from assetsync.config import Settings, deep_merge, load_settings
 from assetsync.embedded import EmbeddedNats
 from assetsync.metrics import Metrics
 from assetsync.runtime import Runtime, open_runtime
@@ -56,7 +56,7 @@ def make_settings(tmp_path: Path, prefix: str) -> Any:
     def make(overrides: dict[str, Any] | None = None, **kw: Any) -> Settings:
         base: dict[str, Any] = {"nats": {"prefix": prefix}, "metrics": {"port": 0}}
         if overrides:
-            _merge(base, overrides)
+            deep_merge(base, overrides)
         return load_settings(
             None,
             data_dir=kw.pop("data_dir", tmp_path / "data"),
@@ -67,14 +67,6 @@ def make_settings(tmp_path: Path, prefix: str) -> Any:
         )
 
     return make
-
-
-def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _merge(dst[k], v)
-        else:
-            dst[k] = v
 
 
 @pytest.fixture

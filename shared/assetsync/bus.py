@@ -553,16 +553,7 @@ class Consumer:
         except Exception as exc:
             self._note_error(f"{type(exc).__name__}: {exc}")
             if len(deliveries) == 1:
-                d = deliveries[0]
-                self._log.error(
-                    "consumer %s: poison event on %s (stream seq %s) terminated: %s: %s",
-                    self.spec.durable,
-                    d.subject,
-                    _seq(d.msg),
-                    type(exc).__name__,
-                    exc,
-                )
-                await self._settle(d.msg, "term", 0.0, str(exc), reason_label="handler")
+                await self._term_poison(deliveries[0], exc)
                 return
             # Find the poison by handling one at a time; the rest still commit.
             for d in deliveries:
@@ -597,17 +588,16 @@ class Consumer:
                 d.msg, "nak", exc.delay if exc.delay is not None else self._backoff(d), exc.reason
             )
         except Exception as exc:
-            self._log.error(
-                "consumer %s: poison event on %s (stream seq %s) terminated: %s: %s",
-                self.spec.durable,
-                d.subject,
-                _seq(d.msg),
-                type(exc).__name__,
-                exc,
-            )
-            await self._settle(d.msg, "term", 0.0, str(exc), reason_label="handler")
+            await self._term_poison(d, exc)
         else:
             await self._settle(d.msg, d.outcome, d.delay, d.reason, reason_label="handler")
+
+    async def _term_poison(self, d: Delivery, exc: Exception) -> None:
+        self._log.error(
+            "consumer %s: poison event on %s (stream seq %s) terminated: %s: %s",
+            self.spec.durable, d.subject, _seq(d.msg), type(exc).__name__, exc,
+        )  # fmt: skip
+        await self._settle(d.msg, "term", 0.0, str(exc), reason_label="handler")
 
     def _backoff(self, d: Delivery) -> float:
         try:

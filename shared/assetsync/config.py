@@ -477,7 +477,7 @@ def load_settings(
     source = str(path) if path else "config"
     raw: dict[str, Any] = _parse_file(path) if path else {}
     if overrides:
-        _deep_merge(raw, overrides)
+        deep_merge(raw, overrides)
     _apply_env(raw, env)
     sched_raw = (
         raw.get("asset_sync", {}).get("scheduler", {}) if isinstance(raw.get("asset_sync"), dict) else {}
@@ -511,13 +511,14 @@ def load_settings(
     )
 
 
-def _deep_merge(dst: dict[str, Any], src: Mapping[str, Any]) -> None:
+def deep_merge(dst: dict[str, Any], src: Mapping[str, Any]) -> None:
+    """Merge `src` into `dst` recursively (nested objects merge, other values replace)."""
     for k, v in src.items():
         if isinstance(v, Mapping) and isinstance(dst.get(k), dict):
-            _deep_merge(dst[k], v)
+            deep_merge(dst[k], v)
         elif isinstance(v, Mapping):
             dst[k] = {}
-            _deep_merge(dst[k], v)
+            deep_merge(dst[k], v)
         else:
             dst[k] = v
 

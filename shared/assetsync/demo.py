@@ -7,7 +7,7 @@ import logging
 from contextlib import AsyncExitStack
 from typing import Any
 
-from assetsync.config import Settings, load_settings
+from assetsync.config import Settings, deep_merge, load_settings
 from assetsync.emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEmulator, create_app
 from assetsync.emulators.common import serve_in_thread
 from assetsync.emulators.feishu import FeishuEmulator
@@ -21,14 +21,6 @@ log = logging.getLogger("assetsync.demo")
 
 # Rough USDT->CNY rate for the demo's base-currency totals.
 DEMO_FX = {"USDT": 7.12}
-
-
-def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _merge(dst[k], v)
-        else:
-            dst[k] = v
 
 
 async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
@@ -64,7 +56,7 @@ async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
         },
         "sync_gateway": {"site_id": "demo"},
     }
-    _merge(overrides, xueqiu.config_overrides(xueqiu_url, with_funds=False))
+    deep_merge(overrides, xueqiu.config_overrides(xueqiu_url, with_funds=False))
     print(f"  emulators: binance {binance_url}  xueqiu {xueqiu_url}  feishu {feishu_url}  bot {bot_url}")
     return load_settings(
         settings.config_path,
