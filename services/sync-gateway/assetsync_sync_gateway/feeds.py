@@ -160,19 +160,7 @@ class FeedStore:
         def run(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
             out: dict[str, tuple[int, int]] = {}
             for code, recs in work.items():
-                seq = heads[code]
-                rows = []
-                for r in recs:
-                    seq += 1
-                    rows.append((code, seq, r.origin or site, r.oseq, r.dkey, r.data))
-                before = conn.total_changes
-                conn.executemany(
-                    INSERT_RECORD,
-                    rows,
-                )
-                added = conn.total_changes - before
-                conn.execute("UPDATE feeds SET last_seq = ? WHERE code = ?", (seq, code))
-                out[code] = (seq, added)
+                out[code] = _append(conn, code, heads[code], recs, site)
             return out
 
         done = await self._db.write(run)
@@ -281,18 +269,7 @@ class FeedStore:
         head, site = st.last_seq, self.site_id
 
         def run(conn: sqlite3.Connection) -> tuple[int, int]:
-            seq = head
-            rows = []
-            for r in records:
-                seq += 1
-                rows.append((code, seq, r.origin or site, r.oseq, r.dkey, r.data))
-            before = conn.total_changes
-            conn.executemany(
-                INSERT_RECORD,
-                rows,
-            )
-            added = conn.total_changes - before
-            conn.execute("UPDATE feeds SET last_seq = ? WHERE code = ?", (seq, code))
+            seq, added = _append(conn, code, head, records, site)
             conn.execute(
                 "INSERT INTO source_state(code, state) VALUES (?, ?)"
                 " ON CONFLICT(code) DO UPDATE SET state = excluded.state",
@@ -304,3 +281,19 @@ class FeedStore:
         st.last_seq = seq
         st.count += added
         return added
+
+
+def _append(
+    conn: sqlite3.Connection, code: str, head: int, records: Iterable[NewRecord], site: str
+) -> tuple[int, int]:
+    """Append records after `head` with the next sequences; returns (new head, rows really added)."""
+    seq = head
+    rows = []
+    for r in records:
+        seq += 1
+        rows.append((code, seq, r.origin or site, r.oseq, r.dkey, r.data))
+    before = conn.total_changes
+    conn.executemany(INSERT_RECORD, rows)
+    added = conn.total_changes - before  # before the UPDATE below, which counts as a change too
+    conn.execute("UPDATE feeds SET last_seq = ? WHERE code = ?", (seq, code))
+    return seq, added

@@ -223,7 +223,7 @@ class FeishuClient:
         return f"FeishuClient({self.base_url!r}, app_id={self.app_id!r}, app_token={self.app_token!r})"
 
     def label(self, table_id: str) -> str:
-        """`持仓 (tblXXXX)` when the name is known, else the id."""
+        """`持仓 (tbl…)` when the name is known, else the table id alone."""
         name = self.table_names.get(table_id)
         return f"{name} ({table_id})" if name else table_id
 
