@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack
 from assetsync.events import TaskCommand, TaskResult
 from assetsync.progress import TaskProgress
 from assetsync.runtime import Runtime
-from assetsync.schedule import Scheduler
+from assetsync.schedule import Scheduler, run_health
 from assetsync.service import Disabled, Service
 from assetsync.tasks import task_consumer
 
@@ -47,11 +47,7 @@ class CryptoCollector:
         return result
 
     def health(self) -> tuple[bool, str]:
-        nxt = self.scheduler.next_slot if self.scheduler is not None else None
-        parts = [f"next scheduled run {nxt.isoformat(timespec='minutes')}" if nxt else "no schedule"]
-        if self.last is not None:
-            parts.append(f"last run {self.last.status} ({self.last.records}/{self.last.total})")
-        return True, "; ".join(parts)
+        return run_health(self.scheduler, self.last)
 
 
 def build(rt: Runtime) -> Service | Disabled:
