@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import importlib.util
 import json
 import logging
 import sys
@@ -59,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="run every service in one process (embedded NATS unless nats.url is set)")
     _common(p)
-    p.add_argument("--demo", action="store_true", help="run against the built-in emulators with demo data")
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="run against the local emulators with demo data (assetsync-emulators package)",
+    )
     p.add_argument(
         "--processes", action="store_true", help="run each service as its own supervised OS process"
     )
@@ -176,9 +181,19 @@ def run_loop(main: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(main)
 
 
+# The emulators and demo data are their own distribution, never part of an assetsync install.
+DEMO_MISSING = (
+    "assetsync: --demo needs the assetsync-emulators package, which is not installed: "
+    "run `./run up --demo` from a clone, or `pip install ./services/emulators`"
+)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     if args.processes or args.replicas:
         return _up_processes(args)
+    if args.demo and importlib.util.find_spec("assetsync_emulators") is None:
+        print(DEMO_MISSING, file=sys.stderr)
+        return EXIT_CONFIG
     settings = load(args, demo=args.demo)
     setup_logging(settings.log_dir, args.log_level)
     return run_loop(_up(settings, list(SERVICE_MODULES)))
@@ -216,7 +231,7 @@ async def _up(settings: Settings, names: list[str], *, exit_if_off: bool = False
     started = asyncio.get_running_loop().time()
     async with contextlib.AsyncExitStack() as outer:
         if settings.demo:
-            from assetsync.demo import start_demo  # only the demo needs the emulators
+            from assetsync_emulators.demo import start_demo
 
             settings = await start_demo(settings, outer)
         async with Stack(settings, names) as stack:
@@ -240,7 +255,7 @@ async def _up(settings: Settings, names: list[str], *, exit_if_off: bool = False
             print(f"ready in {took:.1f}s — press Ctrl+C (or send SIGTERM) to stop", flush=True)
             demo_task = None
             if settings.demo:
-                from assetsync.demo import kick_off
+                from assetsync_emulators.demo import kick_off
 
                 demo_task = await kick_off(stack)
             await stop.wait()

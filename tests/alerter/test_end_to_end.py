@@ -7,14 +7,14 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from assetsync.embedded import EmbeddedNats
-from assetsync.emulators.common import serve
-from assetsync.emulators.feishu_bot import BotEmulator
 from assetsync.events import Holding, Snapshot
 from assetsync.feishu import schema as fs
 from assetsync.feishu.setup import setup_tables
 from assetsync.metrics import Metrics
 from assetsync.runtime import open_runtime
 from assetsync_alerter.service import AlerterService
+from assetsync_emulators.common import serve
+from assetsync_emulators.feishu_bot import BotEmulator
 from assetsync_feishu_writer.service import FeishuWriterService
 
 from tests.feishu.support import client_for, feishu_site

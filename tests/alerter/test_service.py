@@ -9,8 +9,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from assetsync.embedded import EmbeddedNats
-from assetsync.emulators.common import serve
-from assetsync.emulators.feishu_bot import BotEmulator
 from assetsync.events import AssetError, BackupResult, ServiceLifecycle, SinkRejected, TaskResult
 from assetsync.feishu.bot import GroupBot
 from assetsync.metrics import Metrics
@@ -18,6 +16,8 @@ from assetsync.runtime import Runtime, open_runtime
 from assetsync.secrets import Secret
 from assetsync.service import Disabled
 from assetsync_alerter.service import AlerterService, build
+from assetsync_emulators.common import serve
+from assetsync_emulators.feishu_bot import BotEmulator
 
 from tests.helpers import wait_for
 

@@ -21,13 +21,13 @@ from collections import Counter
 from dataclasses import dataclass
 
 from assetsync.config import Settings, load_settings
-from assetsync.emulators.common import serve
-from assetsync.emulators.feishu import FeishuEmulator
 from assetsync.events import Holding
 from assetsync.feishu import schema as fs
 from assetsync.feishu.client import WRITE_KINDS, FeishuClient, RetryPolicy
 from assetsync.feishu.setup import setup_tables
 from assetsync.secrets import Secret
+from assetsync_emulators.common import serve
+from assetsync_emulators.feishu import FeishuEmulator
 from assetsync_feishu_writer import rows
 from assetsync_feishu_writer.writer import FeishuWriter
 

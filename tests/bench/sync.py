@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from assetsync.config import Settings, load_settings
-from assetsync.emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, HOUR_MS, BinanceEmulator, create_app
-from assetsync.emulators.common import serve
 from assetsync.events import Event, Holding, TaskResult
 from assetsync.ignore import ignored
 from assetsync_collector_crypto.exchange import make_exchange
 from assetsync_collector_crypto.state import StateFile
 from assetsync_collector_crypto.sync import CryptoSync, state_path
+from assetsync_emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, HOUR_MS, BinanceEmulator, create_app
+from assetsync_emulators.common import serve
 
 IGNORE = ["USDT", "LD*"]
 

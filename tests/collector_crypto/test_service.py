@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 from assetsync.embedded import EmbeddedNats
-from assetsync.emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEmulator, create_app
-from assetsync.emulators.common import serve
 from assetsync.events import Holding, KlineBatch, TaskResult
 from assetsync.metrics import Metrics
 from assetsync.runtime import open_runtime
 from assetsync.service import Disabled
 from assetsync.tasks import request_task
 from assetsync_collector_crypto.service import CryptoCollector, build
+from assetsync_emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEmulator, create_app
+from assetsync_emulators.common import serve
 from nats.aio.msg import Msg
 
 from tests.helpers import wait_for

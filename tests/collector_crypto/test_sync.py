@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 from assetsync.config import Settings
-from assetsync.emulators.binance import (
+from assetsync.events import Event, Holding, KlineBatch, Order, PriceTick, TaskResult, Trade
+from assetsync_collector_crypto.calls import RetryPolicy
+from assetsync_collector_crypto.costbasis import ValuedFill, avg_cost
+from assetsync_collector_crypto.exchange import make_exchange
+from assetsync_collector_crypto.state import StateFile
+from assetsync_collector_crypto.sync import CryptoSync, state_path
+from assetsync_emulators.binance import (
     DEMO_API_KEY,
     DEMO_API_SECRET,
     MINUTE_MS,
@@ -17,13 +23,7 @@ from assetsync.emulators.binance import (
     create_app,
     wrong_signature_fault,
 )
-from assetsync.emulators.common import Fault, serve
-from assetsync.events import Event, Holding, KlineBatch, Order, PriceTick, TaskResult, Trade
-from assetsync_collector_crypto.calls import RetryPolicy
-from assetsync_collector_crypto.costbasis import ValuedFill, avg_cost
-from assetsync_collector_crypto.exchange import make_exchange
-from assetsync_collector_crypto.state import StateFile
-from assetsync_collector_crypto.sync import CryptoSync, state_path
+from assetsync_emulators.common import Fault, serve
 
 FAST = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2, max_retry_after=5.0)
 

@@ -7,9 +7,9 @@ from datetime import datetime
 
 import pytest
 from assetsync.config import XueqiuConf
-from assetsync.emulators.common import serve_in_thread
-from assetsync.emulators.xueqiu import SHANGHAI, XueqiuEmulator
 from assetsync.secrets import Secret
+from assetsync_emulators.common import serve_in_thread
+from assetsync_emulators.xueqiu import SHANGHAI, XueqiuEmulator
 
 FRIDAY_MORNING = datetime(2026, 11, 20, 10, 30, tzinfo=SHANGHAI)
 

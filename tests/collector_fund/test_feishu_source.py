@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from assetsync.config import ManualAsset, XueqiuConf
-from assetsync.emulators.xueqiu import XueqiuEmulator
 from assetsync.events import Event, Holding
 from assetsync.feishu import schema as fs
 from assetsync_collector_fund.discovery import ManualFunds
 from assetsync_collector_fund.feishu_source import FeishuFunds
 from assetsync_collector_fund.snowball import SnowballClient
 from assetsync_collector_fund.sync import FundSync
+from assetsync_emulators.xueqiu import XueqiuEmulator
 
 from tests.feishu.support import feishu_site
 

@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from assetsync.embedded import EmbeddedNats
-from assetsync.emulators.xueqiu import SHANGHAI, XueqiuEmulator
 from assetsync.events import Holding, PriceTick
 from assetsync.metrics import Metrics
 from assetsync.runtime import Runtime, open_runtime
 from assetsync.service import Disabled
 from assetsync.tasks import request_task
 from assetsync_collector_fund.service import FundCollector, build
+from assetsync_emulators.xueqiu import SHANGHAI, XueqiuEmulator
 from nats.aio.msg import Msg
 
 from tests.helpers import wait_for

@@ -9,8 +9,6 @@ from urllib.parse import urlsplit
 import msgspec
 import pytest
 from assetsync.config import XueqiuConf
-from assetsync.emulators.common import Fault
-from assetsync.emulators.xueqiu import XueqiuEmulator
 from assetsync.metrics import Metrics
 from assetsync_collector_fund.snowball import (
     COOKIE_EXPIRED,
@@ -20,6 +18,8 @@ from assetsync_collector_fund.snowball import (
     UnknownFund,
     configure,
 )
+from assetsync_emulators.common import Fault
+from assetsync_emulators.xueqiu import XueqiuEmulator
 from pysnowball import api_ref, utls
 
 
@@ -141,7 +141,7 @@ async def test_transient_failure_then_success_is_retried(emu: XueqiuEmulator, xq
 
 
 async def test_unreachable_server_is_a_clear_error(xq_conf: XueqiuConf) -> None:
-    from assetsync.emulators.common import free_port
+    from assetsync_emulators.common import free_port
 
     gone = msgspec.structs.replace(xq_conf, base_url=f"http://127.0.0.1:{free_port()}")
     client = SnowballClient(gone, retries=0)

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 from assetsync.config import ManualAsset, XueqiuConf
-from assetsync.emulators.common import Fault
-from assetsync.emulators.xueqiu import SHANGHAI, XueqiuEmulator
 from assetsync.events import Event, Holding, PriceTick, TaskResult
 from assetsync_collector_fund.discovery import FundPosition, ManualFunds
 from assetsync_collector_fund.snowball import COOKIE_EXPIRED, SnowballClient
 from assetsync_collector_fund.sync import FundSync
 from assetsync_collector_fund.trading_days import TradingCalendar
+from assetsync_emulators.common import Fault
+from assetsync_emulators.xueqiu import SHANGHAI, XueqiuEmulator
 
 HOLDINGS = [
     ManualAsset(symbol="SH510300", quantity=1000, avg_cost=3.5),

@@ -59,16 +59,19 @@ def test_hadolint_would_flag_a_bad_dockerfile(tmp_path: Path) -> None:
     assert done.returncode != 0 and "DL3006" in done.stdout
 
 
-def test_the_image_is_python_311_slim_and_installs_the_project_from_pyproject() -> None:
+def test_the_image_is_python_311_slim_and_installs_the_project_from_the_lock() -> None:
     ins = instructions()
     froms = [a for i, a in ins if i == "FROM"]
     args = dict(a.split("=", 1) for i, a in ins if i == "ARG" and "=" in a)
     assert args["PYTHON_IMAGE"].startswith("python:3.11-slim")
     assert all(f.startswith("${PYTHON_IMAGE}") for f in froms) and len(froms) == 2
     runs = " ".join(a for i, a in ins if i == "RUN")
-    assert "pyproject.toml" in runs and "pip install" in runs
+    assert "--require-hashes -r requirements/runtime.txt" in runs  # the product's lock, every file hashed
+    assert "--require-hashes -r requirements/build.txt" in runs  # the locked build backend
+    assert "requirements/dev.txt" not in runs  # no test or lint tools in the image
     copies = [a for i, a in ins if i == "COPY"]
     assert any("pyproject.toml" in c for c in copies)
+    assert any("requirements/runtime.txt" in c for c in copies)
     for src in ("shared/assetsync", "services"):
         assert any(c.startswith(src) for c in copies), src
         assert (ROOT / src).is_dir()

@@ -12,14 +12,14 @@ import pytest
 from assetsync import events as ev
 from assetsync.config import Settings
 from assetsync.embedded import EmbeddedNats
-from assetsync.emulators.binance import DEMO_API_KEY, BinanceEmulator, create_app
-from assetsync.emulators.common import serve
 from assetsync.health import HealthServer
 from assetsync.metrics import Metrics
 from assetsync.runtime import Runtime, open_runtime
 from assetsync.tasks import request_task
 from assetsync_collector_crypto.service import CryptoCollector
 from assetsync_collector_crypto.service import build as build_crypto
+from assetsync_emulators.binance import DEMO_API_KEY, BinanceEmulator, create_app
+from assetsync_emulators.common import serve
 from assetsync_store.service import StoreService, build
 
 from tests.helpers import wait_for

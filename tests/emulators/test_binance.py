@@ -11,7 +11,15 @@ import ccxt
 import httpx
 import pytest
 from assetsync.config import Settings
-from assetsync.emulators.binance import (
+from assetsync_collector_crypto.exchange import (
+    BINANCE_REST,
+    AssetsyncBinance,
+    InvalidResponse,
+    RateLimited,
+    make_exchange,
+    rewrite_urls,
+)
+from assetsync_emulators.binance import (
     DEMO_API_KEY,
     DEMO_API_SECRET,
     HOUR_MS,
@@ -21,15 +29,7 @@ from assetsync.emulators.binance import (
     signed_query,
     wrong_signature_fault,
 )
-from assetsync.emulators.common import Fault, serve
-from assetsync_collector_crypto.exchange import (
-    BINANCE_REST,
-    AssetsyncBinance,
-    InvalidResponse,
-    RateLimited,
-    make_exchange,
-    rewrite_urls,
-)
+from assetsync_emulators.common import Fault, serve
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import pysnowball
 import pytest
 import requests
 from assetsync.config import XueqiuConf
-from assetsync.emulators.common import Fault, serve_in_thread
-from assetsync.emulators.xueqiu import SHANGHAI, XueqiuEmulator
 from assetsync.secrets import Secret
 from assetsync_collector_fund.snowball import HttpStatusError, configure
+from assetsync_emulators.common import Fault, serve_in_thread
+from assetsync_emulators.xueqiu import SHANGHAI, XueqiuEmulator
 
 FRIDAY_MORNING = datetime(2026, 11, 20, 10, 30, 7, tzinfo=SHANGHAI)
 SUNDAY = datetime(2026, 11, 22, 12, 0, tzinfo=SHANGHAI)

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from assetsync.config import Settings
-from assetsync.emulators.common import serve
-from assetsync.emulators.feishu import FeishuEmulator
 from assetsync.feishu.client import FeishuClient, RetryPolicy
+from assetsync_emulators.common import serve
+from assetsync_emulators.feishu import FeishuEmulator
 
 FAST_RETRY = RetryPolicy(max_attempts=4, backoff_base=0.02, backoff_cap=0.2, budget=10.0)
 

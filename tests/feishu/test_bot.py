@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from assetsync.emulators.common import serve
-from assetsync.emulators.feishu_bot import BotEmulator
 from assetsync.feishu.bot import BotRejected, GroupBot, sign
 from assetsync.secrets import Secret
+from assetsync_emulators.common import serve
+from assetsync_emulators.feishu_bot import BotEmulator
 
 CARD = {"header": {"template": "red", "title": {"tag": "plain_text", "content": "t"}}, "elements": []}
 

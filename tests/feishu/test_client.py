@@ -7,11 +7,11 @@ import time
 from collections import Counter
 
 import pytest
-from assetsync.emulators.common import Fault
 from assetsync.feishu import errors as fe
 from assetsync.feishu import schema as fs
 from assetsync.feishu.client import RetryPolicy
 from assetsync.secrets import Secret
+from assetsync_emulators.common import Fault
 
 from tests.feishu.support import feishu_site
 from tests.helpers import wait_for

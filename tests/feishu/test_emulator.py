@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from assetsync.emulators.common import serve
-from assetsync.emulators.feishu_bot import BotEmulator
 from assetsync.feishu import schema as fs
+from assetsync_emulators.common import serve
+from assetsync_emulators.feishu_bot import BotEmulator
 
 from tests.feishu.support import feishu_site
 

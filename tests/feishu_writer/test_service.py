@@ -7,13 +7,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from assetsync.embedded import EmbeddedNats
-from assetsync.emulators.common import Fault
 from assetsync.events import Holding, SinkRejected, TaskResult
 from assetsync.feishu import schema as fs
 from assetsync.feishu.setup import setup_tables
 from assetsync.metrics import Metrics
 from assetsync.runtime import Runtime, open_runtime
 from assetsync.service import Disabled
+from assetsync_emulators.common import Fault
 from assetsync_feishu_writer.service import FeishuWriterService, build
 
 from tests.feishu.support import FeishuSite, client_for, feishu_site

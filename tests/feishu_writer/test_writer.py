@@ -8,12 +8,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from assetsync.emulators.common import Fault
 from assetsync.events import Event, Holding, Snapshot, TaskResult
 from assetsync.feishu import errors as fe
 from assetsync.feishu import schema as fs
 from assetsync.feishu.client import FeishuClient, RetryPolicy
 from assetsync.feishu.setup import setup_tables
+from assetsync_emulators.common import Fault
 from assetsync_feishu_writer.writer import FeishuWriter
 
 from tests.feishu.support import FeishuSite, client_for, feishu_site

@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from assetsync.emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEmulator, create_app
-from assetsync.emulators.common import serve
 from assetsync.supervisor import Backoff, ReplicasError, parse_replicas, plan
+from assetsync_emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEmulator, create_app
+from assetsync_emulators.common import serve
 
 from tests.helpers import wait_for
 from tests.scale.support import Lines, offset_for_slot_in, read_only, write_offset_zone

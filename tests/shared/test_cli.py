@@ -15,9 +15,9 @@ import httpx
 import pytest
 from assetsync.cli import build_parser
 from assetsync.embedded import free_port
-from assetsync.emulators.feishu import FeishuEmulator
 from assetsync.feishu.client import FeishuClient, Record
 from assetsync.secrets import Secret
+from assetsync_emulators.feishu import FeishuEmulator
 
 from tests.helpers import wait_for_sync
 

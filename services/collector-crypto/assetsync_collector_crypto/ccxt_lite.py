@@ -5,17 +5,22 @@ async): ~0.8 s and ~60 MB of RSS for code this service never runs. Here the two 
 are created with their real search paths but without running those `__init__` files, and carry the
 error classes and version the package would export; every module that then loads (the Binance
 exchange, ccxt's base Exchange, errors, signing) is ccxt's own, unmodified. If the full package is
-already imported, it is used as is.
+already imported, it is used as is. Should a ccxt release break this, the full `import ccxt` is used
+instead, with one warning (and tests/collector_crypto/test_ccxt_lite.py fails in CI first).
 """
 
 from __future__ import annotations
 
 import importlib.machinery
+import importlib.metadata
 import importlib.util
+import logging
 import re
 import sys
 import types
 from typing import Any
+
+log = logging.getLogger("assetsync.collector_crypto.ccxt_lite")
 
 
 def _package(name: str) -> types.ModuleType:
@@ -46,13 +51,50 @@ def _package(name: str) -> types.ModuleType:
 _BASE_LINE = re.compile(r"^(__version__\s*=|from ccxt(\.async_support)?\.base[.\w]* import \w+)")
 
 
-def _load() -> tuple[types.ModuleType, type]:
+def _load_lite() -> tuple[types.ModuleType, type]:
     root = _package("ccxt")
     _package("ccxt.async_support")
     binance_mod = importlib.import_module("ccxt.async_support.binance")
+    # A release that moved its exports elsewhere would leave the shell short of names: say so now.
+    errors = importlib.import_module("ccxt.base.errors")
+    missing = [n for n in ("__version__", "Exchange", *errors.__all__) if not hasattr(root, n)]
+    if missing:
+        raise ImportError(f"the ccxt package shell lacks {', '.join(missing[:5])}")
     return root, binance_mod.binance
+
+
+def _load_full() -> tuple[types.ModuleType, type]:
+    """The plain `import ccxt`, after dropping whatever the lite load left half made."""
+    for name in [n for n in sys.modules if n == "ccxt" or n.startswith("ccxt.")]:
+        del sys.modules[name]
+    import ccxt as full
+    import ccxt.async_support
+
+    return full, ccxt.async_support.binance
+
+
+def load() -> tuple[types.ModuleType, type]:
+    """ccxt and its async `binance` class: the lite load, or the full import (with one warning) if it fails."""
+    try:
+        return _load_lite()
+    except Exception as exc:
+        log.warning(
+            "ccxt-lite could not load ccxt %s (%s: %s); using the full `import ccxt` instead "
+            "(slower start-up) — tests/collector_crypto/test_ccxt_lite.py shows what changed",
+            _installed_version(),
+            type(exc).__name__,
+            exc,
+        )
+        return _load_full()
+
+
+def _installed_version() -> str:
+    try:
+        return importlib.metadata.version("ccxt")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 ccxt: Any
 AsyncBinance: Any
-ccxt, AsyncBinance = _load()
+ccxt, AsyncBinance = load()

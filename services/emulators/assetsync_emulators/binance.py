@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from assetsync.emulators.common import Fault, FaultMiddleware, FaultSwitch
+from assetsync_emulators.common import Fault, FaultMiddleware, FaultSwitch
 
 # Credentials the emulator accepts unless told otherwise (the demo stack uses them too).
 DEMO_API_KEY = "AsSyNcDeMoKeY".ljust(63, "0") + "1"  # Binance keys are 64 alphanumerics

@@ -8,14 +8,15 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from assetsync.config import Settings, deep_merge, load_settings
-from assetsync.emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEmulator, create_app
-from assetsync.emulators.common import serve_in_thread
-from assetsync.emulators.feishu import FeishuEmulator
-from assetsync.emulators.feishu_bot import BotEmulator
-from assetsync.emulators.xueqiu import DEMO_FUND_HOLDINGS, XueqiuEmulator
 from assetsync.events import TaskName
 from assetsync.runner import Stack
 from assetsync.tasks import TaskTimeout, request_task
+
+from assetsync_emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEmulator, create_app
+from assetsync_emulators.common import serve_in_thread
+from assetsync_emulators.feishu import FeishuEmulator
+from assetsync_emulators.feishu_bot import BotEmulator
+from assetsync_emulators.xueqiu import DEMO_FUND_HOLDINGS, XueqiuEmulator
 
 log = logging.getLogger("assetsync.demo")
 

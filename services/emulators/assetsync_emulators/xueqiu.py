@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from assetsync.emulators.common import FaultMiddleware, FaultSwitch
+from assetsync_emulators.common import FaultMiddleware, FaultSwitch
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

@@ -20,14 +20,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from assetsync.feishu import schema as fs
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from assetsync.emulators.common import FaultMiddleware, FaultSwitch
-from assetsync.feishu import schema as fs
+from assetsync_emulators.common import FaultMiddleware, FaultSwitch
 
 _ALNUM = string.ascii_letters + string.digits
 MAX_CREATE = 1000

@@ -8,14 +8,14 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from assetsync.feishu.bot import MAX_BODY, sign
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from assetsync.emulators.common import FaultMiddleware, FaultSwitch
-from assetsync.feishu.bot import MAX_BODY, sign
+from assetsync_emulators.common import FaultMiddleware, FaultSwitch
 
 HOOK_PATH = "/open-apis/bot/v2/hook/"
 _OK = {"StatusCode": 0, "StatusMessage": "success", "code": 0, "data": {}, "msg": "success"}
