@@ -15,7 +15,9 @@ from tests.helpers import wait_for
 PORTFOLIO_SERIES = ("assetsync_holding_value", "assetsync_portfolio_value")
 
 
-async def test_gateway_metrics_carry_no_portfolio_values(nats_server: EmbeddedNats, make_settings: Any) -> None:
+async def test_gateway_metrics_carry_no_portfolio_values(
+    nats_server: EmbeddedNats, make_settings: Any
+) -> None:
     settings = make_settings(
         {
             "nats": {"url": nats_server.url},
@@ -27,11 +29,15 @@ async def test_gateway_metrics_carry_no_portfolio_values(nats_server: EmbeddedNa
     async with Stack(settings, ["store", "sync-gateway"], scheduling=False, announce=False) as stack:
         assert stack.rt is not None and stack.health_server is not None
         gw = stack.service("sync-gateway")
-        gw_url = getattr(gw, "url")
+        gw_url = gw.url
         await stack.rt.publisher.publish_many(
             [
-                ev.Holding(source="binance", asset="BTC", quantity=0.5, currency="USDT", as_of=t0, price=60000.0),
-                ev.Holding(source="binance", asset="ETH", quantity=2.0, currency="USDT", as_of=t0, price=3000.0),
+                ev.Holding(
+                    source="binance", asset="BTC", quantity=0.5, currency="USDT", as_of=t0, price=60000.0
+                ),
+                ev.Holding(
+                    source="binance", asset="ETH", quantity=2.0, currency="USDT", as_of=t0, price=3000.0
+                ),
             ]
         )
         labels = {"asset": "BTC", "currency": "USDT"}
@@ -52,4 +58,6 @@ async def test_gateway_metrics_carry_no_portfolio_values(nats_server: EmbeddedNa
     for name in PORTFOLIO_SERIES:
         assert name not in public, name
     assert "BTC" not in public and "ETH" not in public
-    assert not [line for line in public.splitlines() if line.startswith("assetsync_") and "gateway" not in line]
+    assert not [
+        line for line in public.splitlines() if line.startswith("assetsync_") and "gateway" not in line
+    ]

@@ -80,9 +80,11 @@ async def test_pages_of_other_sites_cannot_change_or_read_anything(tmp_path: Pat
             statuses: dict[str, list[int]] = {}
             page.on(
                 "response",
-                lambda r: statuses.setdefault(r.url.split("/api/data-sync/")[-1], []).append(r.status)
-                if "/api/data-sync/" in r.url
-                else None,
+                lambda r: (
+                    statuses.setdefault(r.url.split("/api/data-sync/")[-1], []).append(r.status)
+                    if "/api/data-sync/" in r.url
+                    else None
+                ),
             )
             # Another site (localhost vs 127.0.0.1 are different sites), as a user's other tab would be.
             await page.goto(evil.url.replace("127.0.0.1", "localhost") + "/")
@@ -184,7 +186,9 @@ async def test_manager_works_in_each_token_setup(tmp_path: Path, browser: Browse
         await expect(page.locator("#msg")).to_have_text("发送端配置已保存")
         assert gw.config.sender.rate_limit == 321
         if "sender" in SETUPS[setup]:
-            await expect(page.locator("#sender-token")).to_have_attribute("placeholder", "已设置（留空则不修改）")
+            await expect(page.locator("#sender-token")).to_have_attribute(
+                "placeholder", "已设置（留空则不修改）"
+            )
             await page.click("#sender-token-clear")
             await expect(page.locator("#msg")).to_have_text("发送端令牌已清除")
             assert gw.config.sender_tokens() == ()
