@@ -114,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate the configuration (exit 2 on the first problem)")
     _common(p)
+
+    p = sub.add_parser(
+        "gen-token", help="print a strong random token (admin_token, sender/receiver auth_token)"
+    )
+    p.add_argument(
+        "--bytes", type=int, default=32, help="random bytes in the token (default 32, at least 16)"
+    )
     return parser
 
 
@@ -475,7 +482,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return asyncio.run(run_replay(settings, args.output, args.since, force=args.force))
 
 
+def cmd_gen_token(args: argparse.Namespace) -> int:
+    """A URL-safe token from the OS's CSPRNG, on stdout alone so `$(assetsync gen-token)` works."""
+    import secrets
+
+    if args.bytes < 16:
+        print("assetsync: gen-token: --bytes must be at least 16", file=sys.stderr)
+        return EXIT_CONFIG
+    print(secrets.token_urlsafe(args.bytes))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "gen-token": cmd_gen_token,
     "check-config": cmd_check_config,
     "up": cmd_up,
     "service": cmd_service,

@@ -188,6 +188,9 @@ class SyncGatewayConf(_Base):
     site_id: str = ""
     admin_token: Secret = Secret("")
     trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    # Safe by default (CONTRACTS §5.1): extra Host names for local trust; origins of a cross-origin admin UI.
+    allowed_hosts: list[str] = msgspec.field(default_factory=list)
+    allowed_origins: list[str] = msgspec.field(default_factory=list)
     registry: str = ""
     tls_cert: str = ""
     tls_key: str = ""
@@ -454,6 +457,53 @@ def _check_credentials(cfg: Config, explicit: dict[str, Any], source: str) -> No
         raise ConfigError("nats.prefix", "expected letters, digits, '-' or '_'", source)
 
 
+# --- gateway exposure (CONTRACTS §5.1) ---------------------------------------------------------
+LOCAL_HOST_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for a bind address reachable only from this machine (`localhost`, 127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    h = host.strip().strip("[]").lower()
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False  # a name (or 0.0.0.0 / ::) may be reachable from elsewhere
+
+
+def exposure_problem(host: str, sender_enabled: bool, sender_token_set: bool) -> str | None:
+    """Why serving the sender on `host` would hand the portfolio to strangers, or None when it would not."""
+    if not sender_enabled or sender_token_set or is_loopback_host(host):
+        return None
+    return (
+        f"required when sync_gateway.host ({host or 'all interfaces'}) is not a loopback address and the "
+        "sender is enabled: without it anyone who reaches the port reads the holdings. Make one with "
+        "`assetsync gen-token` (or set sync_gateway.host to 127.0.0.1, or sync_gateway.sender.enabled to false)"
+    )
+
+
+def _check_gateway_exposure(cfg: Config, source: str) -> None:
+    gw = cfg.sync_gateway
+    if not gw.enabled:
+        return
+    problem = exposure_problem(
+        gw.host, gw.sender.enabled, bool(gw.sender.auth_token or gw.sender.next_auth_token)
+    )
+    if problem:
+        raise ConfigError("sync_gateway.sender.auth_token", problem, source)
+    for key, values in (("allowed_hosts", gw.allowed_hosts), ("allowed_origins", gw.allowed_origins)):
+        for v in values:
+            if not v.strip() or any(c.isspace() for c in v) or (key == "allowed_hosts" and "/" in v):
+                raise ConfigError(f"sync_gateway.{key}", f"{v!r} is not a host name", source)
+            if key == "allowed_origins" and (not re.fullmatch(r"https?://[^/\s]+", v) or v == "*"):
+                raise ConfigError(
+                    f"sync_gateway.{key}", f"{v!r} is not an origin such as https://admin.example.com", source
+                )
+
+
 def find_default_config(cwd: Path) -> Path | None:
     """`./config.json` or `./config.toml`, if present."""
     for name in ("config.json", "config.toml"):
@@ -490,6 +540,7 @@ def load_settings(
         raise _msgspec_error(exc, source) from exc
     tz, schedules = _check_scheduler(sched_raw, source)
     _check_credentials(cfg, raw, source)
+    _check_gateway_exposure(cfg, source)
 
     config_dir = (path.parent if path else Path.cwd()).resolve()
     ddir = (data_dir if data_dir is not None else Path("data")).resolve()

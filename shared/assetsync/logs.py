@@ -8,8 +8,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from assetsync.secrets import mask_urls
+
 FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s | %(message)s"
 DATEFMT = "%Y-%m-%d %H:%M:%S"
+
+
+class MaskingFormatter(logging.Formatter):
+    """The standard formatter, with credentials in URLs (`user:pass@`) shown as `***`, tracebacks included."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_urls(super().format(record))
 
 
 class DailyFileHandler(logging.Handler):
@@ -56,7 +65,7 @@ def setup_logging(log_dir: Path | None, level: str = "INFO", *, stream: TextIO |
     for h in list(root.handlers):
         root.removeHandler(h)
         h.close()
-    fmt = logging.Formatter(FORMAT, DATEFMT)
+    fmt = MaskingFormatter(FORMAT, DATEFMT)
     console = logging.StreamHandler(stream or sys.stderr)
     console.setFormatter(fmt)
     root.addHandler(console)

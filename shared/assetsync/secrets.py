@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class Secret:
     """Holds a credential; `.get()` returns it, everything else shows a mask."""
@@ -35,3 +37,20 @@ class Secret:
 
     def __format__(self, spec: str) -> str:
         return self.masked()
+
+
+# `scheme://user:password@host` -> `scheme://user:***@host` (also a bare `scheme://token@host`).
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/\s:@]*)(?::[^/\s@]*)?@")
+
+
+def mask_urls(text: str) -> str:
+    """Every URL in `text` with its password (or lone token) replaced by `***`."""
+    if "@" not in text:
+        return text
+    return _URL_CREDENTIALS.sub(_mask_one, text)
+
+
+def _mask_one(m: re.Match[str]) -> str:
+    user = m.group("user")
+    has_password = m.group(0)[len(m.group("scheme")) + len(user)] == ":"
+    return f"{m.group('scheme')}{user}:***@" if has_password else f"{m.group('scheme')}***@"

@@ -16,6 +16,7 @@ from assetsync_sync_gateway.feeds import NewRecord
 from tests.sync_gateway.support import Site, ext, fill, gw_conf, holding, make_gateway, serve
 
 DATA = "/api/data-sync/sender/data"
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -164,7 +165,8 @@ async def test_batch_returns_several_pages_and_refuses_oversized_requests(site: 
         assert (await c.post("/api/data-sync/sender/batch", json=many)).status_code == 413
         huge = b'{"requests": [' + b'{"code": "PB001"},' * 20000 + b'{"code": "PB001"}]}'
         assert (await c.post("/api/data-sync/sender/batch", content=huge)).status_code == 413
-        assert (await c.post("/api/data-sync/sender/batch", content=b"{not json")).status_code == 400
+        r = await c.post("/api/data-sync/sender/batch", content=b"{not json", headers=JSON)
+        assert r.status_code == 400
 
 
 async def test_catalog_status_and_openapi_describe_the_gateway(site: Site) -> None:

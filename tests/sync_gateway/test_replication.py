@@ -58,7 +58,7 @@ async def test_full_copy_with_mirror_status_and_bus_republish(tmp_path: Path) ->
         await a.ingest([holding("BTC", 1), holding("ETH", 1), tick("SOL", 5)])
         b = make_gateway(tmp_path / "b", "B", conf=gw_conf(receiver=receiver_conf(sa.url)), sink=sink)
         async with serve(b) as sb, httpx.AsyncClient(base_url=sb.url) as c:
-            r = await c.post(f"{ADMIN}/sync-all", params={"wait": "true"})
+            r = await c.post(f"{ADMIN}/sync-all", params={"wait": "true"}, json={})
             assert r.status_code == 200
             results = {x["code"]: x for x in r.json()["results"]}
             assert results["PB001"]["records"] == 1600 and results["PB001"]["status"] == "success"
@@ -82,9 +82,9 @@ async def test_full_copy_with_mirror_status_and_bus_republish(tmp_path: Path) ->
             assert ext_recs[5].seq == 6 and ext_recs[5].data == {"i": 5, "payload": "record number 5"}
             # A new record moves exactly one record; an idle poll moves nothing.
             await fill(a, "PB001", 1, start=1600)
-            r = await c.post(f"{ADMIN}/sync/PB001", params={"wait": "1"})
+            r = await c.post(f"{ADMIN}/sync/PB001", params={"wait": "1"}, json={})
             assert r.json()["results"][0]["records"] == 1
-            r = await c.post(f"{ADMIN}/sync/PB001", params={"wait": "1"})
+            r = await c.post(f"{ADMIN}/sync/PB001", params={"wait": "1"}, json={})
             assert r.json()["results"][0]["records"] == 0 and r.json()["results"][0]["bytes"] == 0
             assert len(mirror_lines(b, "PB001")) == 1601
             metrics = (await c.get("/metrics")).text
@@ -138,7 +138,7 @@ async def test_receiver_state_and_statistics_survive_restarts(tmp_path: Path) ->
             assert st["endpoint_stats"]["PB001"]["records"] == 300 and st["endpoint_stats"]["PB001"]["cursor"]
             before = st["total_syncs"]
             assert before > 0
-            r = await c.post(f"{ADMIN}/sync/PB001", params={"wait": "true"})
+            r = await c.post(f"{ADMIN}/sync/PB001", params={"wait": "true"}, json={})
             assert r.json()["results"][0]["records"] == 0
             st = (await c.get(f"{ADMIN}/status")).json()
             assert st["total_syncs"] == before + 1
@@ -151,7 +151,7 @@ async def test_remote_down_is_reported_retries_back_off_and_nothing_is_lost(tmp_
     b = make_gateway(tmp_path / "b", "B", conf=gw_conf(receiver=receiver_conf(remote)))
     async with serve(b) as sb, httpx.AsyncClient(base_url=sb.url) as c:
         t = time.monotonic()
-        r = await c.post(f"{ADMIN}/sync-all", params={"wait": "true"})
+        r = await c.post(f"{ADMIN}/sync-all", params={"wait": "true"}, json={})
         took = time.monotonic() - t
         assert r.status_code == 200 and r.json()["results"][0]["status"] == "failed"
         # 8 attempts with jittered exponential backoff (0.01 * 2^k, capped at 0.2, halved at worst).
@@ -159,7 +159,7 @@ async def test_remote_down_is_reported_retries_back_off_and_nothing_is_lost(tmp_
         st = (await c.get(f"{ADMIN}/status")).json()
         assert st["remote_ok"] is False and "unreachable" in st["last_error"] and st["failed_syncs"] == 1
         # Auto-sync keeps trying with growing delays while the remote is down.
-        assert (await c.post(f"{ADMIN}/start-auto-sync")).status_code == 200
+        assert (await c.post(f"{ADMIN}/start-auto-sync", json={})).status_code == 200
         await wait_for(lambda: b.receiver.consecutive_failures >= 2, 20, what="failed auto cycles")
         # The remote comes up on that port: the next cycle converges.
         a = make_gateway(tmp_path / "a", "A", extra=[ext("PB001")])
@@ -171,7 +171,7 @@ async def test_remote_down_is_reported_retries_back_off_and_nothing_is_lost(tmp_
             )
             st = (await c.get(f"{ADMIN}/status")).json()
             assert st["remote_ok"] is True and st["endpoint_stats"]["PB001"]["lag"] == 0
-        assert (await c.post(f"{ADMIN}/stop-auto-sync")).status_code == 200
+        assert (await c.post(f"{ADMIN}/stop-auto-sync", json={})).status_code == 200
         assert (await c.get(f"{ADMIN}/config")).json()["auto_sync"] is False
     assert [x["i"] for x in mirror_lines(b, "PB001")] == list(range(120))
 
@@ -182,21 +182,21 @@ async def test_sync_api_starts_once_and_rejects_unknown_codes(tmp_path: Path) ->
         await fill(a, "PB001", 3000)
         b = make_gateway(tmp_path / "b", "B", conf=gw_conf(receiver=receiver_conf(sa.url)))
         async with serve(b) as sb, httpx.AsyncClient(base_url=sb.url) as c:
-            assert (await c.post(f"{ADMIN}/sync/NOPE01")).status_code == 404
-            assert (await c.post(f"{ADMIN}/sync/..%2F..")).status_code == 404
-            r1 = await c.post(f"{ADMIN}/sync/PB001")
-            r2 = await c.post(f"{ADMIN}/sync/PB001")
+            assert (await c.post(f"{ADMIN}/sync/NOPE01", json={})).status_code == 404
+            assert (await c.post(f"{ADMIN}/sync/..%2F..", json={})).status_code == 404
+            r1 = await c.post(f"{ADMIN}/sync/PB001", json={})
+            r2 = await c.post(f"{ADMIN}/sync/PB001", json={})
             assert r1.status_code == 202 and r1.json()["started"] is True
             assert r2.status_code == 202 and r2.json()["already_running"] is True
-            r = await c.post(f"{ADMIN}/sync-all")
+            r = await c.post(f"{ADMIN}/sync-all", json={})
             assert r.status_code == 202
             await wait_for(lambda: not b.receiver.syncing, 20, what="syncs done")
             assert b.receiver.counts["PB001"] == 3000
-            assert (await c.post(f"{ADMIN}/sync-all", params={"wait": "maybe"})).status_code == 400
+            assert (await c.post(f"{ADMIN}/sync-all", params={"wait": "maybe"}, json={})).status_code == 400
             logs = (await c.get("/api/data-sync/logs", params={"kind": "sync"})).json()["items"]
             assert any(x["code"] == "PB001" and x["records"] == 3000 for x in logs)
             b.config.update_receiver(b'{"enabled": false}')
-            assert (await c.post(f"{ADMIN}/sync-all")).status_code == 409
+            assert (await c.post(f"{ADMIN}/sync-all", json={})).status_code == 409
 
 
 async def test_flaky_network_still_converges(tmp_path: Path) -> None:

@@ -76,12 +76,13 @@ async def test_allowlist_cidrs_and_forged_forwarded_for(tmp_path: Path) -> None:
         assert (await c.get("/api/data-sync/receiver/status")).status_code == 403
         assert (await c.get("/healthz")).status_code == 200
     # Behind a trusted proxy the forwarded address counts.
+    # (A proxied request is never local, so this sender needs its token.)
     conf = gw_conf(
         trusted_proxies=["127.0.0.0/8"],
-        sender={"allowed_ips": ["10.0.0.0/8", "192.168.1.100"], "rate_limit": 0},
+        sender={"allowed_ips": ["10.0.0.0/8", "192.168.1.100"], "rate_limit": 0, "auth_token": "tok"},
     )
     gw = make_gateway(tmp_path / "b", "A", conf=conf, extra=[ext("PB001")])
-    async with serve(gw) as s, httpx.AsyncClient(base_url=s.url) as c:
+    async with serve(gw) as s, httpx.AsyncClient(base_url=s.url, headers=auth("tok")) as c:
         assert (await c.get(DATA, headers={"X-Forwarded-For": "10.1.2.3"})).status_code == 200
         assert (await c.get(DATA, headers={"X-Forwarded-For": "192.168.1.100"})).status_code == 200
         assert (await c.get(DATA, headers={"X-Forwarded-For": "192.168.1.101"})).status_code == 403
@@ -138,7 +139,10 @@ async def test_config_get_hides_secrets_and_post_validates_and_persists(tmp_path
         for path, body, key in bad:
             r = await c.post(path, json=body)
             assert r.status_code == 400 and key in r.json()["error"], (body, r.text)
-        assert (await c.post("/api/data-sync/sender/config", content=b"[1,")).status_code == 400
+        r = await c.post(
+            "/api/data-sync/sender/config", content=b"[1,", headers={"Content-Type": "application/json"}
+        )
+        assert r.status_code == 400
         big = {"allowed_ips": ["10.0.0.1"] * 20000}
         assert (await c.post("/api/data-sync/sender/config", json=big)).status_code == 413
         r = await c.post(

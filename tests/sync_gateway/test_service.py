@@ -84,7 +84,7 @@ async def test_bus_events_feed_the_gateway_and_reach_the_other_sites_bus(
     assert isinstance(svc_b, GatewayService)
     await svc_b.start(stack)
     async with httpx.AsyncClient(base_url=svc_b.url) as c:
-        r = await c.post("/api/data-sync/receiver/sync-all", params={"wait": "true"})
+        r = await c.post("/api/data-sync/receiver/sync-all", params={"wait": "true"}, json={})
         assert r.status_code == 200 and all(x["status"] == "success" for x in r.json()["results"])
     # B's own bus now carries A's holding (origin kept), so B's store and B's gateway fill in.
     await wait_for(lambda: len(seen) == 1, 20, what="holding republished on B's bus")

@@ -14,12 +14,14 @@ from urllib.parse import parse_qsl
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assetsync_sync_gateway import compression
+from assetsync_sync_gateway.access import API_PREFIX, DATA_PREFIX, MAX_BODY, AccessControl
 from assetsync_sync_gateway.envelope import CursorError, batch_decoder, decode_cursor, json_str
 from assetsync_sync_gateway.feeds import PageResult
 from assetsync_sync_gateway.gateway import Gateway
@@ -27,15 +29,6 @@ from assetsync_sync_gateway.openapi import openapi_document
 from assetsync_sync_gateway.receiver import outcome_dict
 from assetsync_sync_gateway.registry import CODE_RE
 from assetsync_sync_gateway.runtime_config import ConfigPatchError
-from assetsync_sync_gateway.security import (
-    Address,
-    RateLimiter,
-    bearer,
-    client_address,
-    in_networks,
-    is_loopback,
-    token_ok,
-)
 from assetsync_sync_gateway.stats import iso
 
 log = logging.getLogger("assetsync.gateway.sender")
@@ -45,10 +38,7 @@ MAX_LIMIT = 10000
 MAX_PAGE_BYTES = 4 * 1024 * 1024
 MAX_BATCH_ITEMS = 50
 MAX_BATCH_BYTES = 16 * 1024 * 1024
-MAX_BODY = 64 * 1024  # request bodies (config, batch) are small JSON
 CACHE_BYTES = 64 * 1024 * 1024
-API_PREFIX = "/api/data-sync/"
-DATA_PREFIX = "/api/data-sync/sender/data/"
 INLINE_LIMIT = 64  # pages of at most this many records are read on the event loop (cheaper than a thread hop)
 _ORIGIN_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _enc = msgspec.json.Encoder()
@@ -98,67 +88,23 @@ class PageCache:
 
 
 class Front:
-    """Allowlist, rate limit and body-size checks for every /api/data-sync/ path, and the data route itself.
+    """Serves the data route straight from ASGI (the replication hot path: no request objects, no router).
 
-    Pure ASGI (no Starlette request objects, no router) because the data route is the replication hot path.
+    Runs behind AccessControl, which has already admitted the request and parsed its headers.
     """
 
     def __init__(self, app: ASGIApp, api: Api) -> None:
         self.app = app
         self.api = api
-        self.gw = api.gw
-        self._limiter = RateLimiter(self.gw.config.sender.rate_limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
             await self.app(scope, receive, send)
             return
-        gw = self.gw
-        xff = None
-        headers: dict[bytes, bytes] = {}
-        for k, v in scope["headers"]:
-            if k == b"x-forwarded-for":
-                xff = v.decode("latin-1") if xff is None else f"{xff},{v.decode('latin-1')}"
-            else:
-                headers[k] = v
-        length = headers.get(b"content-length")
-        peer = scope.get("client")
-        addr = client_address(peer[0] if peer else None, xff, gw.trusted)
-        scope.setdefault("state", {})["client"] = addr
-        allowed = gw.config.allowed
-        if allowed and not in_networks(addr, allowed):
-            gw.sender_stats.stats.record(None, False, 0)
-            log.warning(
-                "refused %s %s from %s: not in sender.allowed_ips", scope["method"], scope["path"], addr
-            )
-            await error_response(403, f"address {addr} is not in the allowlist (sender.allowed_ips)")(
-                scope, receive, send
-            )
-            return
-        limit = gw.config.sender.rate_limit
-        if self._limiter.per_minute != limit:
-            self._limiter = RateLimiter(limit)
-        extra: list[tuple[bytes, bytes]] = []
-        if limit > 0:
-            d = self._limiter.check(str(addr))
-            extra = [
-                (b"ratelimit-limit", b"%d" % d.limit),
-                (b"ratelimit-remaining", b"%d" % d.remaining),
-                (b"ratelimit-reset", b"%d" % d.reset),
-            ]
-            if not d.allowed:
-                gw.sender_stats.stats.record(None, False, 0)
-                hdrs = {k.decode(): v.decode() for k, v in extra}
-                hdrs["Retry-After"] = str(d.retry_after)
-                await error_response(429, f"rate limit of {limit} requests per minute exceeded", hdrs)(
-                    scope, receive, send
-                )
-                return
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            await error_response(413, f"request body larger than {MAX_BODY} bytes")(scope, receive, send)
-            return
+        state = scope["state"]
+        extra: list[tuple[bytes, bytes]] = state["ratelimit"]
         if scope["method"] == "GET" and scope["path"].startswith(DATA_PREFIX):
-            await self.api.data(scope, send, headers, extra)
+            await self.api.data(scope, send, state["headers"], extra)
             return
         if not extra:
             await self.app(scope, receive, send)
@@ -170,38 +116,6 @@ class Front:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-def client_of(request: Request) -> Address | None:
-    addr: Address | None = request.scope.get("state", {}).get("client")
-    return addr
-
-
-def check_sender(gw: Gateway, authorization: str | None) -> None:
-    """Sender reads: the sender token (current or next) when set; the admin token is also accepted."""
-    if not gw.config.sender.enabled:
-        raise ApiError(403, "the sender is disabled (sync_gateway.sender.enabled)")
-    tokens = gw.config.sender_tokens()
-    if not tokens:
-        return
-    given = bearer(authorization)
-    if not token_ok(given, (*tokens, gw.admin_token)):
-        raise ApiError(401, "missing or wrong bearer token", {"WWW-Authenticate": 'Bearer realm="data-sync"'})
-
-
-def check_admin(gw: Gateway, request: Request) -> None:
-    """Admin paths: the admin token; with none configured, loopback clients only."""
-    given = bearer(request.headers.get("authorization"))
-    if gw.admin_token:
-        if not token_ok(given, (gw.admin_token,)):
-            raise ApiError(
-                401, "missing or wrong admin token", {"WWW-Authenticate": 'Bearer realm="data-sync-admin"'}
-            )
-        return
-    if not is_loopback(client_of(request)):
-        raise ApiError(
-            403, "admin API answers only loopback clients when sync_gateway.admin_token is not set"
-        )
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -277,8 +191,6 @@ class Api:
         gw = self.gw
         code: str | None = None
         try:
-            auth = headers.get(b"authorization")
-            check_sender(gw, auth.decode("latin-1") if auth is not None else None)
             code = self._code(scope["path"][len(DATA_PREFIX) :])
             q = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
             since = self._since(code, q.get("since"))
@@ -355,7 +267,6 @@ class Api:
     async def batch(self, request: Request) -> Response:
         gw = self.gw
         try:
-            check_sender(gw, request.headers.get("authorization"))
             body = await read_body(request, MAX_BODY)
             try:
                 req = batch_decoder.decode(body)
@@ -407,7 +318,6 @@ class Api:
             return error_response(exc.status, exc.message, exc.headers)
 
     async def catalog(self, request: Request) -> Response:
-        check_sender(self.gw, request.headers.get("authorization"))
         q = (request.query_params.get("q") or "").strip().lower()
         eps = [e.public() for e in self.gw.catalog.endpoints.values()]
         if q:
@@ -436,7 +346,6 @@ class Api:
         )
 
     async def sender_status(self, request: Request) -> Response:
-        check_sender(self.gw, request.headers.get("authorization"))
         return json_response(self.sender_status_doc())
 
     def sender_status_doc(self) -> dict[str, Any]:
@@ -467,11 +376,9 @@ class Api:
         }
 
     async def sender_config_get(self, request: Request) -> Response:
-        check_admin(self.gw, request)
         return json_response(self.gw.config.public()["sender"])
 
     async def sender_config_post(self, request: Request) -> Response:
-        check_admin(self.gw, request)
         body = await read_body(request, MAX_BODY)
         try:
             self.gw.config.update_sender(body)
@@ -486,15 +393,12 @@ class Api:
             raise ApiError(409, "the receiver is disabled (sync_gateway.receiver.enabled)")
 
     async def receiver_status(self, request: Request) -> Response:
-        check_admin(self.gw, request)
         return json_response(self.gw.receiver.status())
 
     async def receiver_config_get(self, request: Request) -> Response:
-        check_admin(self.gw, request)
         return json_response(self.gw.config.public()["receiver"])
 
     async def receiver_config_post(self, request: Request) -> Response:
-        check_admin(self.gw, request)
         body = await read_body(request, MAX_BODY)
         try:
             self.gw.config.update_receiver(body)
@@ -505,7 +409,6 @@ class Api:
         return json_response({"ok": True, "config": self.gw.config.public()["receiver"]})
 
     async def sync_all(self, request: Request) -> Response:
-        check_admin(self.gw, request)
         wait = _bool_param(request, "wait")
         self._receiver_on()
         task = self.gw.receiver.start_sync_all()
@@ -515,7 +418,6 @@ class Api:
         return json_response({"results": [outcome_dict(r) for r in results]})
 
     async def sync_one(self, request: Request) -> Response:
-        check_admin(self.gw, request)
         code = request.path_params["code"]
         wait = _bool_param(request, "wait")
         if not CODE_RE.match(code):
@@ -534,19 +436,16 @@ class Api:
         return json_response({"results": [outcome_dict(result)]})
 
     async def start_auto(self, request: Request) -> Response:
-        check_admin(self.gw, request)
         self.gw.config.update_receiver(b'{"auto_sync": true, "enabled": true}')
         self.gw.receiver.wake()
         return json_response({"ok": True, "auto_sync": True})
 
     async def stop_auto(self, request: Request) -> Response:
-        check_admin(self.gw, request)
         self.gw.config.update_receiver(b'{"auto_sync": false}')
         self.gw.receiver.wake()
         return json_response({"ok": True, "auto_sync": False})
 
     async def logs(self, request: Request) -> Response:
-        check_admin(self.gw, request)
         kind = request.query_params.get("kind", "system")
         limit = _int_param(request, "limit", 200, 1, 1000)
         if kind == "system":
@@ -576,7 +475,8 @@ class Api:
         )
 
     async def metrics(self, request: Request) -> Response:
-        return Response(self.gw.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        # The gateway's own series only: portfolio and per-asset values stay on metrics.port (§5.1).
+        return Response(self.gw.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def openapi_json(self, request: Request) -> Response:
         return Response(self.openapi, media_type=JSON)
@@ -665,6 +565,16 @@ def create_app(gw: Gateway, *, manage: bool = True) -> Starlette:
     app.add_exception_handler(405, not_allowed)
     app.add_exception_handler(Exception, server_error)
     app.add_middleware(Front, api=api)
+    app.add_middleware(AccessControl, gw=gw)
+    if gw.opts.conf.allowed_origins:
+        # A deliberate cross-origin admin UI (sync_gateway.allowed_origins) needs CORS answers, preflights included.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[o.rstrip("/") for o in gw.opts.conf.allowed_origins],
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
     app.state.api = api
     app.state.started_at = time.time()
     return app

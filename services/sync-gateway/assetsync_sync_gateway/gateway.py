@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from assetsync.config import Settings, SyncGatewayConf
+from assetsync.config import ConfigError, Settings, SyncGatewayConf, exposure_problem, is_loopback_host
 from assetsync.events import Event
-from assetsync.logs import DATEFMT, FORMAT
+from assetsync.logs import DATEFMT, FORMAT, MaskingFormatter
 from assetsync.metrics import Metrics
+from prometheus_client import CollectorRegistry, generate_latest
 
 from assetsync_sync_gateway.feeds import FeedStore
 from assetsync_sync_gateway.ingest import ingest_events
@@ -61,6 +62,11 @@ class Gateway:
         self.trusted: tuple[Network, ...] = parse_networks(
             opts.conf.trusted_proxies, "sync_gateway.trusted_proxies"
         )
+        problem = exposure_problem(
+            opts.conf.host, self.config.sender.enabled, bool(self.config.sender_tokens())
+        )
+        if problem:  # also checked on the config file; this one sees settings changed from the manager
+            raise ConfigError("sync_gateway.sender.auth_token", problem)
         self.sender_stats = StatsFile(gw_dir / "sender_stats.json")
         self.received = ReceivedStore(gw_dir / "received.db", opts.data_dir / "synced_data")
         self.receiver = Receiver(
@@ -72,6 +78,8 @@ class Gateway:
             transport=opts.receiver_transport,
         )
         self.metrics = opts.metrics or Metrics()
+        # The gateway port's /metrics: gateway series only (the process registry also holds portfolio values).
+        self.registry = CollectorRegistry(auto_describe=False)
         self.sources = Sources(self.feeds, opts.data_dir)
         self.logs = LogBuffer()
         self._collector: GatewayCollector | None = None
@@ -115,7 +123,7 @@ class Gateway:
                 ("assetsync.gateway.receiver", "data_receiver.log"),
             ):
                 h = logging.FileHandler(self.opts.log_dir / name, encoding="utf-8")
-                h.setFormatter(logging.Formatter(FORMAT, DATEFMT))
+                h.setFormatter(MaskingFormatter(FORMAT, DATEFMT))
                 h.setLevel(logging.INFO)
                 lg = logging.getLogger(logger)
                 lg.addHandler(h)
@@ -143,7 +151,14 @@ class Gateway:
         )
         with contextlib.suppress(ValueError):  # already registered by an earlier build in this process
             self.metrics.registry.register(self._collector)
+        self.registry.register(self._collector)
         self.started = True
+        if not self.admin_token and not is_loopback_host(self.opts.conf.host):
+            log.warning(
+                "sync_gateway.admin_token is not set and the gateway is bound to %s: the admin API "
+                "(manager page, settings, receiver) answers 403 to everyone; set sync_gateway.admin_token",
+                self.opts.conf.host or "all interfaces",
+            )
         log.info(
             "sync gateway %s: %d endpoints (%d categories), sender %s, receiver %s",
             self.site_id,
@@ -165,11 +180,17 @@ class Gateway:
         if self._collector is not None:
             with contextlib.suppress(KeyError):
                 self.metrics.registry.unregister(self._collector)
+            with contextlib.suppress(KeyError):
+                self.registry.unregister(self._collector)
         logging.getLogger("assetsync.gateway").removeHandler(self.logs)
         for lg, h in self._file_handlers:
             lg.removeHandler(h)
             h.close()
         self._file_handlers.clear()
+
+    def exposition(self) -> bytes:
+        """The gateway's own metrics in the Prometheus text format."""
+        return generate_latest(self.registry)
 
     async def ingest(self, events: Iterable[Event]) -> dict[str, int]:
         """Append bus events to the built-in feeds (one transaction)."""

@@ -7,6 +7,8 @@ import time
 from collections import deque
 from typing import Any
 
+from assetsync.secrets import mask_urls
+
 
 class LogBuffer(logging.Handler):
     """A bounded ring of formatted log records (secrets never reach logs: they are Secret objects)."""
@@ -25,7 +27,7 @@ class LogBuffer(logging.Handler):
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
                 "level": record.levelname,
                 "logger": record.name,
-                "message": msg[:2000],
+                "message": mask_urls(msg)[:2000],
             }
         )
 

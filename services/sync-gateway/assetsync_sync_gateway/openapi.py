@@ -80,12 +80,15 @@ def openapi_document() -> dict[str, Any]:
         extra=False,
     )
     p = "/api/data-sync"
-    return {
+    doc: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {
             "title": "assetsync sync gateway (数据沟通备份系统)",
             "version": "1",
-            "description": "Sender feeds, receiver control, web manager. Auth per CONTRACTS §5.",
+            "description": (
+                "Sender feeds, receiver control, web manager. Auth per CONTRACTS §5; every POST is "
+                "Content-Type: application/json (else 415) and a foreign Origin / Sec-Fetch-Site gets 403 (§5.1)."
+            ),
         },
         "components": {
             "securitySchemes": {
@@ -290,7 +293,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/metrics": {
                 "get": {
-                    "summary": "Prometheus metrics",
+                    "summary": "Prometheus metrics of the gateway only (portfolio values: metrics.port)",
                     "responses": {
                         "200": {
                             "description": "text",
@@ -302,3 +305,11 @@ def openapi_document() -> dict[str, Any]:
             "/openapi.json": {"get": {"summary": "this document", "responses": {"200": _json(_obj())}}},
         },
     }
+    for ops in doc["paths"].values():
+        post = ops.get("post")
+        if post is not None:  # state changes are JSON only (CSRF): `{}` where nothing else is needed
+            post.setdefault(
+                "requestBody", {"required": True, "content": {"application/json": {"schema": _obj()}}}
+            )
+            post["responses"].update(_errors(415))
+    return doc

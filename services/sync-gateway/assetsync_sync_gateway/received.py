@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+from assetsync.secrets import mask_urls
 
 from assetsync_sync_gateway.envelope import Record
 from assetsync_sync_gateway.sqlite_threads import SqliteThreads
@@ -313,7 +314,7 @@ class ReceivedStore:
         def run(conn: sqlite3.Connection) -> None:
             cur = conn.execute(
                 "INSERT INTO sync_runs(at, code, status, records, bytes, duration, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (time.time(), code, status, records, nbytes, duration, error),
+                (time.time(), code, status, records, nbytes, duration, mask_urls(error)),
             )
             if cur.lastrowid and cur.lastrowid % 500 == 0:
                 conn.execute("DELETE FROM sync_runs WHERE id <= ?", (cur.lastrowid - KEEP_RUNS,))

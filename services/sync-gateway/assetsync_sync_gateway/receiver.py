@@ -19,6 +19,7 @@ from typing import Any, Literal
 import httpx
 import msgspec
 from assetsync.events import Event
+from assetsync.secrets import mask_urls
 
 from assetsync_sync_gateway.compression import decompress
 from assetsync_sync_gateway.envelope import Page, page_decoder
@@ -304,6 +305,7 @@ class Receiver:
         return out
 
     def _note_failure(self, code: str | None, error: str) -> None:
+        error = mask_urls(error)
         self.stats.last_error = error
         self.remote_ok = False
         if code is None:
@@ -572,7 +574,7 @@ class Receiver:
         return {
             "enabled": conf.enabled,
             "site_id": self.site_id,
-            "remote_url": conf.remote_url,
+            "remote_url": mask_urls(conf.remote_url),
             "remote_site_id": self.remote_site,
             "remote_ok": self.remote_ok,
             "auto_sync": conf.auto_sync,

@@ -7,17 +7,16 @@ it holds win over the config file's `sync_gateway.sender|receiver` values. GET n
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import msgspec
-from assetsync.config import ReceiverConf, SenderConf, SyncGatewayConf
-from assetsync.secrets import Secret
+from assetsync.config import ReceiverConf, SenderConf, SyncGatewayConf, exposure_problem
+from assetsync.files import write_private
+from assetsync.secrets import Secret, mask_urls
 
 from assetsync_sync_gateway.security import Network, NetworkListError, parse_networks
-from assetsync_sync_gateway.stats import atomic_write
 
 log = logging.getLogger("assetsync.gateway.config")
 
@@ -120,7 +119,14 @@ class RuntimeConfig:
             v = getattr(patch, f, None)
             if v is not None and (len(v) > 512 or any(c.isspace() for c in v)):
                 raise ConfigPatchError(f"sender.{f}", "expected at most 512 characters without spaces")
-        self.overlay.sender = _combine(self.overlay.sender, patch)
+        combined = _combine(self.overlay.sender, patch)
+        after = _merge(self.base.sender, combined)
+        problem = exposure_problem(
+            self.base.host, after.enabled, bool(after.auth_token or after.next_auth_token)
+        )
+        if problem:
+            raise ConfigPatchError("sender.auth_token", problem)
+        self.overlay.sender = combined
         self._persist()
 
     def update_receiver(self, body: bytes) -> None:
@@ -142,8 +148,7 @@ class RuntimeConfig:
 
     def _persist(self) -> None:
         data = msgspec.json.encode(self.overlay)
-        atomic_write(self.path, data)
-        os.chmod(self.path, 0o600)
+        write_private(self.path, data)  # 0600 from the first byte: it may hold tokens
         self._apply()
 
     def public(self) -> dict[str, Any]:
@@ -159,7 +164,7 @@ class RuntimeConfig:
             },
             "receiver": {
                 "enabled": r.enabled,
-                "remote_url": r.remote_url,
+                "remote_url": mask_urls(r.remote_url),
                 "auth_token_set": bool(r.auth_token),
                 "sync_interval": r.sync_interval,
                 "auto_sync": r.auto_sync,

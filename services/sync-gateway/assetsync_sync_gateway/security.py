@@ -1,4 +1,4 @@
-"""Access control: bearer tokens (constant time, rotation), IP allowlists, trusted proxies, rate limits."""
+"""Access primitives: bearer tokens (constant time, rotation), IP networks, trusted proxies, rate limits."""
 
 from __future__ import annotations
 
@@ -138,3 +138,15 @@ class RateLimiter:
             return RateDecision(True, limit, int(b.tokens), max(reset, 0), 0)
         retry = max(1, math.ceil((1.0 - b.tokens) / rate))
         return RateDecision(False, limit, 0, max(reset, 1), retry)
+
+
+@functools.lru_cache(maxsize=4096)
+def _v6_prefix(addr: ipaddress.IPv6Address) -> str:
+    return str(ipaddress.IPv6Network((addr, 64), strict=False))
+
+
+def rate_key(addr: Address | None) -> str:
+    """The rate limiter's key: an IPv4 address, or an IPv6 client's /64 (one host gets a whole /64)."""
+    if isinstance(addr, ipaddress.IPv6Address):
+        return _v6_prefix(addr)
+    return str(addr)

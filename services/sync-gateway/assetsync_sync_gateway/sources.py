@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import msgspec
+from assetsync.secrets import mask_urls
 
 from assetsync_sync_gateway.feeds import FeedStore, NewRecord
 from assetsync_sync_gateway.registry import Endpoint, data_file_path
@@ -74,7 +75,7 @@ class Sources:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a source failing must not stop the others; retried next interval
-                error = f"{type(exc).__name__}: {exc}"
+                error = mask_urls(f"{type(exc).__name__}: {exc}")
                 # Warn when the failure starts or changes, not every few seconds while it lasts.
                 level = logging.DEBUG if error == st.last_error else logging.WARNING
                 log.log(
@@ -133,12 +134,12 @@ class Sources:
             raise RuntimeError("no HTTP client for upstream endpoints")
         resp = await self.client.get(ep.upstream_url, timeout=max(5.0, min(30.0, ep.interval_seconds)))
         if resp.status_code != 200:
-            raise RuntimeError(f"upstream {ep.upstream_url} answered {resp.status_code}")
+            raise RuntimeError(f"upstream {mask_urls(ep.upstream_url)} answered {resp.status_code}")
         body = resp.content.strip()
         try:
             msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
-            raise RuntimeError(f"upstream {ep.upstream_url} did not answer JSON") from exc
+            raise RuntimeError(f"upstream {mask_urls(ep.upstream_url)} did not answer JSON") from exc
         added = await self.feeds.append({ep.code: [NewRecord(origin="", data=body)]})
         n = added.get(ep.code, 0)
         self.status[ep.code].records += n

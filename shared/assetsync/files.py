@@ -1,0 +1,39 @@
+"""Writing files that may hold secrets: private from the first byte, atomic, durable."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace `path` atomically with `data`: created `mode` (0600), fsynced, then the folder fsynced.
+
+    `os.open(..., mode)` makes the file private before a byte is written (a `chmod` afterwards leaves a
+    window where others can open it); the folder's fsync makes the rename itself survive a crash.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # a leftover of a crashed writer may carry a looser mode
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask may have taken bits away; never adds any
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new entry in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
