@@ -99,24 +99,30 @@ async def connect(
     while True:
         nc = NATS()
         try:
-            await nc.connect(
-                servers=urls,
-                name=name,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=1,
-                connect_timeout=3,
-                ping_interval=10,
-                max_outstanding_pings=3,
-                pending_size=64 * 1024 * 1024,
-                drain_timeout=3,  # a stop must finish in seconds; anything undrained is redelivered
-                error_cb=on_error,
-                disconnected_cb=on_disconnect,
-                reconnected_cb=on_reconnect,
+            # Unlimited reconnects make nats-py retry a first connect forever too: bound it here.
+            await asyncio.wait_for(
+                nc.connect(
+                    servers=urls,
+                    name=name,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,
+                    connect_timeout=3,
+                    ping_interval=10,
+                    max_outstanding_pings=3,
+                    pending_size=64 * 1024 * 1024,
+                    drain_timeout=3,  # a stop must finish in seconds; anything undrained is redelivered
+                    error_cb=on_error,
+                    disconnected_cb=on_disconnect,
+                    reconnected_cb=on_reconnect,
+                ),
+                max(0.5, deadline - time.monotonic()),
             )
             return nc
         except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
             if time.monotonic() + delay > deadline:
-                raise BusError(f"cannot reach NATS at {', '.join(urls)}: {exc}") from exc
+                with contextlib.suppress(Exception):
+                    await nc.close()
+                raise BusError(f"cannot reach NATS at {', '.join(urls)}: {exc or 'timed out'}") from exc
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
@@ -477,14 +483,16 @@ class Consumer:
                 await self._sub.unsubscribe()
         self._wake.set()
         self._full.set()
-        if self._worker is not None:
+        if self._worker is not None and not self._worker.done():
             try:
-                await asyncio.wait_for(self._worker, timeout)
+                await asyncio.wait_for(asyncio.shield(self._worker), timeout)
             except TimeoutError:
                 self._worker.cancel()
                 self._log.warning(
                     "consumer %s: drain timed out; unacked events will be redelivered", self.spec.durable
                 )
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._worker
         if self._lag_task is not None:
             self._lag_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
