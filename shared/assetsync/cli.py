@@ -311,8 +311,10 @@ async def _with_stack(settings: Settings, work: Callable[[Stack], Awaitable[int]
     """Run `work` against the running stack, or start what it needs in this process (no schedulers)."""
     remote = _stack_running(settings)
     names = [] if remote else [n for n in SERVICE_MODULES if n != "sync-gateway"]
+    # One-shot: what the sinks have not finished once the work is stored stays queued; cut drains short.
+    one_shot = Stack(settings, names, scheduling=False, health_port=0, announce=False, drain_timeout=0.5)
     try:
-        async with Stack(settings, names, scheduling=False, health_port=0, announce=False) as stack:
+        async with one_shot as stack:
             return await work(stack)
     except StartError as exc:
         print(exc.line(), file=sys.stderr, flush=True)
@@ -361,7 +363,7 @@ async def _run_tasks(stack: Stack, tasks: list[TaskName], timeout: float, *, ski
     return worst
 
 
-async def _settle(stack: Stack, store_timeout: float = 30.0, grace: float = 3.0) -> None:
+async def _settle(stack: Stack, store_timeout: float = 30.0, grace: float = 2.0) -> None:
     """A one-shot run returns once SQLite holds everything; Feishu writes and alerts get `grace`
     seconds, then stay queued in JetStream for a running stack or the next run (never a minute's wait)."""
     assert stack.rt is not None

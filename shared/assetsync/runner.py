@@ -269,6 +269,7 @@ class Stack:
     health_port: int | None = None  # None: metrics.port from config; 0: off
     announce: bool = True  # publish lifecycle events
     start_timeout: float = 60.0
+    drain_timeout: float = 3.0  # a batch still in its handler after this is cancelled, unacked
     parts: list[Part] = field(default_factory=list)
     rt: Runtime | None = None
     nats: NatsOwner | None = None
@@ -390,8 +391,8 @@ class Stack:
         """Every consumer at once (each service's own stop then finds it done): prompt under load."""
         if self.rt is None or not self.rt.consumers:
             return
-        stops = [asyncio.create_task(c.stop(timeout=3.0)) for c in self.rt.consumers]
-        await asyncio.wait(stops, timeout=4.0)
+        stops = [asyncio.create_task(c.stop(timeout=self.drain_timeout)) for c in self.rt.consumers]
+        await asyncio.wait(stops, timeout=self.drain_timeout + 1.0)
 
     async def _announce(self, state: str) -> None:
         assert self.rt is not None
