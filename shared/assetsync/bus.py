@@ -50,6 +50,15 @@ class TransientError(Exception):
         self.delay = delay
 
 
+class HaltError(Exception):
+    """The sink itself is broken (e.g. a damaged database): stop consuming and settle nothing, so
+    every event stays in the stream for after the repair — never terminated as poison."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def _kind(subject: str) -> str:
     """`[prefix.]market.price.v1.binance` -> `market.price` (a low-cardinality metric label)."""
     parts = subject.split(".")
@@ -67,7 +76,7 @@ async def connect(
     *,
     name: str,
     log: logging.Logger | None = None,
-    connect_deadline: float = 30.0,
+    connect_deadline: float = 10.0,
 ) -> NATS:
     """Connect with unlimited reconnects; retry the first connect until `connect_deadline`."""
     lg = log or logging.getLogger("assetsync.bus")
@@ -90,23 +99,30 @@ async def connect(
     while True:
         nc = NATS()
         try:
-            await nc.connect(
-                servers=urls,
-                name=name,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=1,
-                connect_timeout=3,
-                ping_interval=10,
-                max_outstanding_pings=3,
-                pending_size=64 * 1024 * 1024,
-                error_cb=on_error,
-                disconnected_cb=on_disconnect,
-                reconnected_cb=on_reconnect,
+            # Unlimited reconnects make nats-py retry a first connect forever too: bound it here.
+            await asyncio.wait_for(
+                nc.connect(
+                    servers=urls,
+                    name=name,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,
+                    connect_timeout=3,
+                    ping_interval=10,
+                    max_outstanding_pings=3,
+                    pending_size=64 * 1024 * 1024,
+                    drain_timeout=3,  # a stop must finish in seconds; anything undrained is redelivered
+                    error_cb=on_error,
+                    disconnected_cb=on_disconnect,
+                    reconnected_cb=on_reconnect,
+                ),
+                max(0.5, deadline - time.monotonic()),
             )
             return nc
         except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
             if time.monotonic() + delay > deadline:
-                raise BusError(f"cannot reach NATS at {', '.join(urls)}: {exc}") from exc
+                with contextlib.suppress(Exception):
+                    await nc.close()
+                raise BusError(f"cannot reach NATS at {', '.join(urls)}: {exc or 'timed out'}") from exc
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
@@ -414,6 +430,7 @@ class Consumer:
         self._worker: asyncio.Task[None] | None = None
         self._lag_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.halted = ""  # why this consumer stopped on a HaltError ("" = running)
         self.stats = ConsumerStats()
         self.paused = asyncio.Event()  # set = paused (e.g. during a restore)
         self._idle = asyncio.Event()
@@ -457,22 +474,25 @@ class Consumer:
         self._worker = asyncio.create_task(self._run(), name=f"consumer:{self.spec.durable}")
         self._lag_task = asyncio.create_task(self._watch_lag(), name=f"lag:{self.spec.durable}")
 
-    async def stop(self, timeout: float = 30.0) -> None:
-        """Stop receiving, finish what is buffered (drain), then return."""
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop receiving, finish what is buffered (drain), then return; a batch still in its handler
+        after `timeout` is cancelled unacked (JetStream redelivers it)."""
         self._stopping = True
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
         self._wake.set()
         self._full.set()
-        if self._worker is not None:
+        if self._worker is not None and not self._worker.done():
             try:
-                await asyncio.wait_for(self._worker, timeout)
+                await asyncio.wait_for(asyncio.shield(self._worker), timeout)
             except TimeoutError:
                 self._worker.cancel()
                 self._log.warning(
                     "consumer %s: drain timed out; unacked events will be redelivered", self.spec.durable
                 )
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._worker
         if self._lag_task is not None:
             self._lag_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -493,6 +513,8 @@ class Consumer:
             await self._wake.wait()
             while self.paused.is_set() and not self._stopping:
                 await asyncio.sleep(0.05)
+            if self.halted:
+                return
             if not self._buf:
                 if self._stopping:
                     return
@@ -550,6 +572,9 @@ class Consumer:
                     d.msg, "nak", exc.delay if exc.delay is not None else self._backoff(d), exc.reason
                 )
             return
+        except HaltError as exc:
+            await self._halt(exc.reason)
+            return
         except Exception as exc:
             self._note_error(f"{type(exc).__name__}: {exc}")
             if len(deliveries) == 1:
@@ -557,6 +582,8 @@ class Consumer:
                 return
             # Find the poison by handling one at a time; the rest still commit.
             for d in deliveries:
+                if self.halted:
+                    return
                 await self._process_one(d)
             return
         finally:
@@ -587,10 +614,23 @@ class Consumer:
             await self._settle(
                 d.msg, "nak", exc.delay if exc.delay is not None else self._backoff(d), exc.reason
             )
+        except HaltError as exc:
+            await self._halt(exc.reason)
         except Exception as exc:
             await self._term_poison(d, exc)
         else:
             await self._settle(d.msg, d.outcome, d.delay, d.reason, reason_label="handler")
+
+    async def _halt(self, reason: str) -> None:
+        """Stop receiving; what is buffered or in flight stays unacked (JetStream keeps it)."""
+        self.halted = reason
+        self._note_error(reason)
+        self._log.error("consumer %s: stopped, nothing acknowledged: %s", self.spec.durable, reason)
+        self._buf.clear()
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
 
     async def _term_poison(self, d: Delivery, exc: Exception) -> None:
         self._log.error(

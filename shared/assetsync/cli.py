@@ -20,7 +20,7 @@ from assetsync.config import ConfigError, Settings, find_default_config, load_se
 from assetsync.events import TaskName, TaskResult
 from assetsync.logs import setup_logging
 from assetsync.progress import ProgressBar
-from assetsync.runner import Stack, install_signal_handlers
+from assetsync.runner import Stack, StartError, StopGuard, install_signal_handlers
 from assetsync.service import SERVICE_MODULES
 from assetsync.tasks import TASK_OWNER, TaskTimeout, request_task
 
@@ -209,7 +209,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_service(args: argparse.Namespace) -> int:
     settings = load(args)
     setup_logging(settings.log_dir, args.log_level)
-    return run_loop(_up(settings, [args.name], exit_if_off=args.exit_if_off))
+    # A child of `up --processes` stops within 7s so its parent, which also stops NATS, stays under 10s.
+    return run_loop(_up(settings, [args.name], exit_if_off=args.exit_if_off, stop_budget=7.0))
 
 
 def _up_processes(args: argparse.Namespace) -> int:
@@ -232,22 +233,34 @@ def _up_processes(args: argparse.Namespace) -> int:
     return asyncio.run(run_processes(settings, replicas, child_args))
 
 
-async def _up(settings: Settings, names: list[str], *, exit_if_off: bool = False) -> int:
+async def _up(
+    settings: Settings, names: list[str], *, exit_if_off: bool = False, stop_budget: float = 9.0
+) -> int:
     stop = asyncio.Event()
-    install_signal_handlers(stop)
+    guard = StopGuard(stop_budget)
+    install_signal_handlers(stop, guard)
     started = asyncio.get_running_loop().time()
-    async with contextlib.AsyncExitStack() as outer:
-        if settings.demo:
-            from assetsync_emulators.demo import start_demo
+    code = EXIT_OK
+    try:
+        async with contextlib.AsyncExitStack() as outer:
+            if settings.demo:
+                from assetsync_emulators.demo import start_demo  # only the demo needs the emulators
 
-            settings = await start_demo(settings, outer)
-        async with Stack(settings, names) as stack:
+                settings = await start_demo(settings, outer)
+            stack = Stack(settings, names)
+            try:
+                await stack.__aenter__()
+            except StartError:
+                guard.owner = stack.nats
+                raise
+            guard.owner = stack.nats
+            outer.push_async_exit(stack.__aexit__)
             took = asyncio.get_running_loop().time() - started
             _print_parts(stack)
             if exit_if_off and not stack.running:
                 return EXIT_OK
             assert stack.nats is not None
-            print(f"  nats:      {stack.nats.url}{' (embedded)' if stack.nats.server else ''}")
+            print(f"  nats:      {stack.nats.url}{' (embedded, supervised)' if stack.nats.server else ''}")
             print(f"  data dir:  {settings.data_dir}")
             print(f"  logs:      {settings.log_dir}")
             if stack.health_server is not None:
@@ -265,12 +278,29 @@ async def _up(settings: Settings, names: list[str], *, exit_if_off: bool = False
                 from assetsync_emulators.demo import kick_off
 
                 demo_task = await kick_off(stack)
-            await stop.wait()
+            failed = stack.failed
+            waits = [asyncio.create_task(stop.wait())]
+            if failed is not None:
+                waits.append(asyncio.create_task(failed.wait()))
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
             if demo_task is not None:
                 demo_task.cancel()
+            if failed is not None and failed.is_set() and not stop.is_set():
+                assert stack.nats is not None
+                print(f"assetsync: nats cannot run: {stack.nats.fatal}", file=sys.stderr, flush=True)
+                code = guard.code = EXIT_FAILED
+            guard.arm()
             print("stopping: draining consumers…", flush=True)
+    except StartError as exc:
+        guard.arm()  # the teardown already ran; this only bounds what is left
+        print(exc.line(), file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    finally:
+        guard.disarm()
     print("stopped", flush=True)
-    return EXIT_OK
+    return code
 
 
 def _print_parts(stack: Stack) -> None:
@@ -303,8 +333,14 @@ async def _with_stack(settings: Settings, work: Callable[[Stack], Awaitable[int]
     """Run `work` against the running stack, or start what it needs in this process (no schedulers)."""
     remote = _stack_running(settings)
     names = [] if remote else [n for n in SERVICE_MODULES if n != "sync-gateway"]
-    async with Stack(settings, names, scheduling=False, health_port=0, announce=False) as stack:
-        return await work(stack)
+    # One-shot: what the sinks have not finished once the work is stored stays queued; cut drains short.
+    one_shot = Stack(settings, names, scheduling=False, health_port=0, announce=False, drain_timeout=0.5)
+    try:
+        async with one_shot as stack:
+            return await work(stack)
+    except StartError as exc:
+        print(exc.line(), file=sys.stderr, flush=True)
+        return EXIT_FAILED
 
 
 def cmd_task(args: argparse.Namespace) -> int:
@@ -349,26 +385,38 @@ async def _run_tasks(stack: Stack, tasks: list[TaskName], timeout: float, *, ski
     return worst
 
 
-async def _settle(stack: Stack, timeout: float = 60.0) -> None:
-    """In a one-shot run, let every sink (SQLite, Feishu) finish before exiting."""
+async def _settle(stack: Stack, store_timeout: float = 30.0, grace: float = 2.0) -> None:
+    """A one-shot run returns once SQLite holds everything; Feishu writes and alerts get `grace`
+    seconds, then stay queued in JetStream for a running stack or the next run (never a minute's wait)."""
     assert stack.rt is not None
 
-    async def all_idle() -> None:
-        while True:
-            lags = []
-            for c in stack.rt.consumers:  # type: ignore[union-attr]
-                if c.spec.stream.endswith("TASKS"):
-                    continue
-                with contextlib.suppress(Exception):
-                    lags.append(await c.lag())
-            if not any(lags):
-                return
+    async def pending(store: bool) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in stack.rt.consumers:  # type: ignore[union-attr]
+            if c.spec.stream.endswith("TASKS") or ("store-" in c.spec.durable) != store:
+                continue
+            with contextlib.suppress(Exception):
+                if n := await c.lag():
+                    out[c.spec.durable] = n
+        return out
+
+    async def until_idle(store: bool) -> None:
+        while await pending(store):
             await asyncio.sleep(0.1)
 
     try:
-        await asyncio.wait_for(all_idle(), timeout)
+        await asyncio.wait_for(until_idle(True), store_timeout)
     except TimeoutError:
-        log.warning("some events are still being written; they will be delivered on the next run")
+        log.warning("the store has not committed every event yet; the next run finishes them")
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(until_idle(False), grace)
+    left = await pending(False)
+    if left:
+        print(
+            f"{sum(left.values())} Feishu writes/alerts still queued; a running `assetsync up` or the next run "
+            "delivers them",
+            flush=True,
+        )
 
 
 def print_summary(r: TaskResult, stored: bool) -> None:

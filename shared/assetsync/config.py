@@ -128,6 +128,9 @@ class BackupConf(_Base):
 
 class DatabaseConf(_Base):
     path: str = ""
+    # SQLite `synchronous` (WAL): FULL fsyncs every commit (an acknowledged event survives power loss);
+    # NORMAL may lose the last commits on power loss (never on a crash).
+    synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
     backup: BackupConf = msgspec.field(default_factory=BackupConf)
 
 
@@ -163,6 +166,11 @@ class NatsConf(_Base):
     # Dedupe window for market/portfolio events (seconds); task commands use a day.
     duplicate_window: float = 3600.0
     max_age_days: float = 30.0
+    # Embedded server's JetStream fsync policy: "always" (nothing acknowledged is lost on power loss)
+    # or a duration such as "2m" (nats-server's own default: up to that much may be lost).
+    sync_interval: str = "always"
+    # Embedded server deaths in a row that `up` restarts it after; one more and `up` exits with 1.
+    restart_limit: int = 5
 
 
 class SenderConf(_Base):
@@ -455,6 +463,12 @@ def _check_credentials(cfg: Config, explicit: dict[str, Any], source: str) -> No
         )
     if not re.fullmatch(r"[A-Za-z0-9_-]*", cfg.nats.prefix):
         raise ConfigError("nats.prefix", "expected letters, digits, '-' or '_'", source)
+    if cfg.nats.sync_interval != "always" and not re.fullmatch(r"\d+(ms|s|m|h)", cfg.nats.sync_interval):
+        raise ConfigError(
+            "nats.sync_interval", 'expected "always" or a duration such as "10s" or "2m"', source
+        )
+    if not 0 <= cfg.nats.restart_limit <= 100:
+        raise ConfigError("nats.restart_limit", "expected a whole number 0-100", source)
 
 
 # --- gateway exposure (CONTRACTS §5.1) ---------------------------------------------------------

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -12,7 +14,7 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,11 +48,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def die_with_parent() -> None:
-    """Child-side: get SIGTERM if the parent dies (even by SIGKILL), so no orphan holds the store."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def die_with_parent(parent: int | None = None) -> Callable[[], None]:
+    """A preexec_fn: the child gets SIGTERM when its parent dies (even by SIGKILL), so no orphan holds
+    the store. Spawn from a long-lived thread (the event loop's): the signal follows the spawning thread.
+    """
+    expected = os.getpid() if parent is None else parent
+
+    def arm() -> None:
+        with contextlib.suppress(Exception):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != expected:  # the parent died before prctl armed: nobody would signal us
+            os._exit(1)
+
+    return arm
 
 
 @dataclass
@@ -66,6 +77,8 @@ class EmbeddedNats:
     routes: Sequence[str] = ()
     log_file: Path | None = None
     extra_args: Sequence[str] = ()
+    # JetStream fsync policy: "always" (fsync each write) or a Go duration ("2m", nats-server's default).
+    sync_interval: str = ""
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -91,10 +104,22 @@ class EmbeddedNats:
                 args += ["--routes", ",".join(self.routes)]
         if self.log_file is not None:
             args += ["-l", str(self.log_file)]
+        if self.sync_interval:
+            args += ["-c", str(self._write_conf())]
         return [*args, *self.extra_args]
 
-    def start(self, timeout: float = 15.0) -> EmbeddedNats:
-        """Start the server and wait until its client port answers."""
+    def _write_conf(self) -> Path:
+        """The few settings nats-server takes only from a file (the fsync policy)."""
+        conf = self.store_dir.parent / f"{self.store_dir.name}-server.conf"
+        text = f"jetstream {{\n  sync_interval: {json.dumps(self.sync_interval)}\n}}\n"
+        if not conf.exists() or conf.read_text() != text:
+            tmp = conf.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, conf)
+        return conf
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start the process (not waiting for it to listen); call from a long-lived thread."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port(self.host)
@@ -105,22 +130,46 @@ class EmbeddedNats:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL if self.log_file else subprocess.PIPE,
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_parent(),
             # Its own session: a terminal's Ctrl+C reaches only us, and we stop the server after
             # draining; PDEATHSIG still ends it if we die.
             start_new_session=True,
         )
+        return self.proc
+
+    def _check(self) -> bool:
+        """True once listening; raises if the process exited."""
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+            if not err and self.log_file is not None:
+                with contextlib.suppress(OSError):
+                    err = self.log_file.read_text(errors="replace")[-2000:]
+            raise EmbeddedNatsError(f"nats-server exited with {self.proc.returncode}: {err.strip()[-500:]}")
+        if _answers(self.host, self.port):
+            if self.proc.stderr is not None:
+                # Nobody reads stderr from here on: stop collecting it so the pipe can't fill.
+                self.proc.stderr.close()
+            return True
+        return False
+
+    async def astart(self, timeout: float = 15.0) -> EmbeddedNats:
+        """`start` for an event loop: spawned from the loop's thread, readiness polled without blocking."""
+        self.spawn()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                raise EmbeddedNatsError(
-                    f"nats-server exited with {self.proc.returncode}: {err.strip()[-500:]}"
-                )
-            if _answers(self.host, self.port):
-                if self.proc.stderr is not None:
-                    # Nobody reads stderr from here on: stop collecting it so the pipe can't fill.
-                    self.proc.stderr.close()
+            if await asyncio.to_thread(self._check):
+                return self
+            await asyncio.sleep(0.02)
+        await asyncio.to_thread(self.stop)
+        raise EmbeddedNatsError(f"nats-server did not start listening on {self.url} within {timeout:.0f}s")
+
+    def start(self, timeout: float = 15.0) -> EmbeddedNats:
+        """Start the server and wait until its client port answers."""
+        self.spawn()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._check():
                 return self
             time.sleep(0.02)
         self.stop()

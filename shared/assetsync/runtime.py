@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NATS
@@ -35,6 +35,8 @@ class Runtime:
     consumers: list[bus.Consumer] = field(default_factory=list)
     # False in one-shot runs (`assetsync task ...`): services start no schedulers.
     scheduling: bool = True
+    # Whether the whole stack in this process is ready (set by the Stack; served by every /healthz).
+    ready: Callable[[], bool] = field(default=lambda: True)
 
     def consumer(self, spec: bus.ConsumerSpec, handler: bus.BatchHandler) -> bus.Consumer:
         """A durable consumer bound to this runtime (start it in the service's `start`)."""

@@ -187,7 +187,7 @@ class Supervisor:
             # order; PDEATHSIG: a parent killed outright takes its children with it.
             start_new_session=True,
             limit=1 << 20,  # a long traceback line still fits
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_parent(),
         )
         c.proc, c.started_at = proc, time.monotonic()
         c.starts += 1
@@ -297,13 +297,22 @@ async def run_processes(
     out: TextIO | None = None,
 ) -> int:
     """`assetsync up --processes`: NATS in this process, each service replica a supervised child."""
-    from assetsync.runner import NatsOwner, install_signal_handlers
+    from assetsync.runner import NatsOwner, StartError, StopGuard, install_signal_handlers
 
     o = out or sys.stdout
     stop = asyncio.Event()
-    install_signal_handlers(stop)
+    guard = StopGuard(9.5)
+    install_signal_handlers(stop, guard)
     owner = NatsOwner(settings)
-    url = await asyncio.to_thread(owner.acquire)
+    guard.owner = owner
+    try:
+        url = await owner.acquire()
+    except Exception as exc:
+        owner.release()
+        key = "nats.url" if settings.config.nats.url else ""
+        print(StartError("nats", key, str(exc)).line(), file=sys.stderr)
+        return 1
+    watch: asyncio.Task[None] | None = None
     try:
         if owner.shared:
             print(
@@ -313,7 +322,12 @@ async def run_processes(
             )
             return 1
         specs = plan(replicas, metrics_port=settings.config.metrics.port)
-        sup = Supervisor(specs, nats_url=url, cli_args=cli_args, out=o)
+        # Children stop themselves within 7s; the supervisor kills any that do not by 8s.
+        sup = Supervisor(specs, nats_url=url, cli_args=cli_args, out=o, stop_timeout=8.0)
+        if owner.server is not None:
+            watch = asyncio.create_task(owner.supervise(), name="supervise:nats-server")
+            # The server kept dying: stop everything and exit 1 so an outer supervisor acts.
+            watch.add_done_callback(lambda _: stop.set() if owner.failed.is_set() else None)
         embedded = " (embedded)" if owner.server is not None else ""
         o.write(f"assetsync up --processes: {len(specs)} processes\n")
         o.write(
@@ -322,8 +336,15 @@ async def run_processes(
         o.write("press Ctrl+C (or send SIGTERM) to stop\n")
         o.flush()
         code = await sup.run(stop)
+        if owner.failed.is_set():
+            print(f"assetsync: nats cannot run: {owner.fatal}", file=sys.stderr)
+            code = 1
         o.write("stopped\n")
         o.flush()
         return code
     finally:
+        guard.arm()
+        if watch is not None:
+            watch.cancel()
         await asyncio.to_thread(owner.release)
+        guard.disarm()

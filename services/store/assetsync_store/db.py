@@ -25,6 +25,25 @@ class StoreUnavailable(Exception):
     """The database cannot be written now (read-only directory, disk full, I/O error)."""
 
 
+class StoreBroken(Exception):
+    """The database file itself is damaged: retrying cannot help, a person must restore a backup."""
+
+
+_BROKEN_MARKERS = ("malformed", "not a database", "corrupt", "encrypted")
+
+
+def is_broken(exc: BaseException) -> bool:
+    """SQLite errors that say the file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB)."""
+    return isinstance(exc, sqlite3.DatabaseError) and any(m in str(exc).lower() for m in _BROKEN_MARKERS)
+
+
+def broken_message(exc: BaseException, path: Path) -> str:
+    return (
+        f"database {path} is damaged ({exc}); writes stopped, nothing acknowledged — "
+        "restore a backup with `assetsync backup restore PATH`"
+    )
+
+
 _TRANSIENT_MARKERS = (
     "readonly",
     "read-only",
@@ -61,9 +80,13 @@ def explain(exc: BaseException, path: Path) -> str:
     return f"database {path}: {exc}"
 
 
-async def _configure(conn: aiosqlite.Connection) -> None:
+SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
+
+
+async def _configure(conn: aiosqlite.Connection, synchronous: str) -> None:
     await conn.execute("PRAGMA journal_mode=WAL")
-    await conn.execute("PRAGMA synchronous=NORMAL")
+    # `asset_sync.database.synchronous`; checked against a fixed list, so it is safe to format in.
+    await conn.execute(f"PRAGMA synchronous={synchronous if synchronous in SYNCHRONOUS else 'FULL'}")
     await conn.execute("PRAGMA busy_timeout=5000")
     await conn.execute("PRAGMA foreign_keys=ON")
 
@@ -71,8 +94,9 @@ async def _configure(conn: aiosqlite.Connection) -> None:
 class Database:
     """Owns the connection; writes go through `write()` (serialized); `restore_from` swaps the file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
+        self.synchronous = synchronous
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self.rows_written = 0
@@ -84,11 +108,15 @@ class Database:
             await asyncio.to_thread(_migrate_file, self.path)
             conn = await aiosqlite.connect(self.path, isolation_level=None)
         except (sqlite3.Error, OSError, schema.SchemaError) as exc:
+            if is_broken(exc):
+                raise StoreBroken(broken_message(exc, self.path)) from exc
             raise StoreUnavailable(explain(exc, self.path)) from exc
         try:
-            await _configure(conn)
+            await _configure(conn, self.synchronous)
         except (sqlite3.Error, OSError) as exc:
             await conn.close()
+            if is_broken(exc):
+                raise StoreBroken(broken_message(exc, self.path)) from exc
             raise StoreUnavailable(explain(exc, self.path)) from exc
         self._conn = conn
 
@@ -119,6 +147,8 @@ class Database:
             try:
                 await conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
+                if is_broken(exc):
+                    raise StoreBroken(broken_message(exc, self.path)) from exc
                 raise StoreUnavailable(explain(exc, self.path)) from exc
             try:
                 yield conn
@@ -126,6 +156,8 @@ class Database:
             except BaseException as exc:
                 with contextlib.suppress(Exception):
                     await conn.execute("ROLLBACK")
+                if is_broken(exc):
+                    raise StoreBroken(broken_message(exc, self.path)) from exc
                 if is_transient(exc):
                     raise StoreUnavailable(explain(exc, self.path)) from exc
                 raise

@@ -262,7 +262,7 @@ async def run_replay(
         for suffix in ("", "-wal", "-shm"):
             target.with_name(target.name + suffix).unlink(missing_ok=True)
     owner = NatsOwner(settings)
-    url = await asyncio.to_thread(owner.acquire)
+    url = await owner.acquire()
     try:
         nc = await bus.connect(url, name="assetsync:replay")
         try:

@@ -21,7 +21,7 @@ from assetsync.service import Disabled, Service
 from assetsync.tasks import failed_result, now_ms, task_consumer
 
 from assetsync_store.backup import BackupError, create_backup
-from assetsync_store.db import Database, StoreUnavailable
+from assetsync_store.db import Database, StoreBroken, StoreUnavailable
 from assetsync_store.snapshot import SnapshotError, compute_snapshot
 from assetsync_store.upserts import SNAPSHOT_SQL, Rows, snapshot_row
 
@@ -42,7 +42,9 @@ class StoreService:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.db = Database(rt.settings.db_path)
+        self.db = Database(
+            rt.settings.db_path, synchronous=rt.settings.config.asset_sync.database.synchronous
+        )
         self.unavailable = ""
         self._reported: dict[str, float] = {}
         self._tz = ZoneInfo(rt.settings.timezone)
@@ -121,6 +123,9 @@ class StoreService:
                 await sched.start(stack)
 
     def health(self) -> tuple[bool, str]:
+        halted = next((c.halted for c in self.consumers if c.halted), "")
+        if halted:
+            return False, halted
         if self.unavailable:
             return False, self.unavailable
         return True, f"{self.db.rows_written} rows written"
@@ -131,6 +136,12 @@ class StoreService:
             rows.add(d.event)
         try:
             await self.db.write(rows)
+        except StoreBroken as exc:
+            # Retrying cannot help and terminating would drop every event: stop, keep them all.
+            self.unavailable = str(exc)
+            log.error("store: %s", exc)
+            await self._report_failure(str(exc))
+            raise bus.HaltError(str(exc)) from exc
         except StoreUnavailable as exc:
             self.unavailable = str(exc)
             await self._report_failure(str(exc))

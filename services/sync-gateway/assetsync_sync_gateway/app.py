@@ -463,7 +463,7 @@ class Api:
 
     # --- open routes ----------------------------------------------------------------------------
     async def healthz(self, request: Request) -> Response:
-        ok = self.gw.started
+        ok = self.gw.started and self.gw.ready()
         return json_response(
             {
                 "ok": ok,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +87,8 @@ class Gateway:
         self._file_handlers: list[tuple[logging.Logger, logging.Handler]] = []
         self.started = False
         self.start_error: BaseException | None = None
+        # Whether the stack around the gateway is ready too (NATS up, every part started): /healthz.
+        self.ready: Callable[[], bool] = lambda: True
 
     @classmethod
     def from_settings(

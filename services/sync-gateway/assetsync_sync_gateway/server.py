@@ -37,6 +37,8 @@ def server_config(
         server_header=False,
         date_header=False,
         timeout_keep_alive=30,
+        # On stop, requests still running (a `?wait=true` sync) get this long before they are cancelled.
+        timeout_graceful_shutdown=2,
         ssl_certfile=tls_cert or None,
         ssl_keyfile=tls_key or None,
     )
@@ -93,7 +95,7 @@ async def start_server(config: uvicorn.Config, *, startup_timeout: float = 30.0)
     return Running(f"{scheme}://{host}:{port}", server, task)
 
 
-async def stop_server(running: Running, timeout: float = 30.0) -> None:
+async def stop_server(running: Running, timeout: float = 10.0) -> None:
     """Stop accepting, finish in-flight requests, run the lifespan shutdown."""
     running.server.should_exit = True
     try:

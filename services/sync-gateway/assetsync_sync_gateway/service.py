@@ -61,6 +61,7 @@ class GatewayService:
 
     async def start(self, stack: AsyncExitStack) -> None:
         conf = self.rt.settings.config.sync_gateway
+        self.gw.ready = lambda: self.rt.ready()
         app = create_app(self.gw)
         self.running = await start_server(
             server_config(
@@ -71,7 +72,7 @@ class GatewayService:
                 tls_key=self._path(conf.tls_key),
             )
         )
-        stack.push_async_callback(stop_server, self.running)
+        stack.push_async_callback(stop_server, self.running, 4.0)
         for spec in consumer_specs(self.rt):
             c = self.rt.consumer(spec, self._handle)
             await c.start()
