@@ -79,6 +79,7 @@ class FeedState:
     count: int
     floor: int = 0  # the highest sequence pruned: cursors below it are answered 409
     marked_at: int = 0  # ms of the feed's last retention mark
+    appended_at: int = 0  # ms of the last append that added records (0: none since start)
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,8 @@ class FeedStore:
         st.floor = max(st.floor, res.floor)
         if res.marked_at:
             st.marked_at = res.marked_at
+        if res.added:
+            st.appended_at = _now_ms()
 
     async def reset(self, code: str, source_state: str | None = None) -> str:
         """Truncate a feed and give it a new epoch (cursors of the old epoch then get 409)."""
@@ -252,8 +255,13 @@ class FeedStore:
         """Apply `retention_days` to every bounded feed; returns how many records each lost."""
         async with self._append_lock:
             now = _now_ms() if now_ms is None else now_ms
+            # The head is dated by the last append (unknown since a restart: now, which keeps it longer).
             work = {
-                code: (now - int(lim.retention_days * DAY_MS), self._feeds[code].last_seq)
+                code: (
+                    now - int(lim.retention_days * DAY_MS),
+                    self._feeds[code].last_seq,
+                    self._feeds[code].appended_at or now,
+                )
                 for code, lim in self.limits.items()
                 if lim.retention_days > 0 and code in self._feeds
             }
@@ -262,11 +270,11 @@ class FeedStore:
 
             def run(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
                 out: dict[str, tuple[int, int]] = {}
-                for code, (cutoff, head) in work.items():
-                    # A record is as old as the first mark at or after it; the head gets one now, so
-                    # records appended since the last mark are dated no earlier than they really are.
+                for code, (cutoff, head, head_at) in work.items():
+                    # A record is as old as the first mark at or after it; the head gets one, so records
+                    # appended since the last mark are dated no earlier than they really are.
                     conn.execute(
-                        "INSERT OR IGNORE INTO marks(code, seq, at) VALUES (?, ?, ?)", (code, head, now)
+                        "INSERT OR IGNORE INTO marks(code, seq, at) VALUES (?, ?, ?)", (code, head, head_at)
                     )
                     row = conn.execute(
                         "SELECT max(seq) FROM marks WHERE code = ? AND at < ?", (code, cutoff)
@@ -281,7 +289,6 @@ class FeedStore:
                 st = self._feeds[code]
                 st.floor = max(st.floor, floor)
                 st.count -= n
-                st.marked_at = now
                 if n:
                     removed[code] = n
             return removed
