@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bytes", type=int, default=32, help="random bytes in the token (default 32, at least 16)"
     )
+    p = sub.add_parser("holdings", help="the holdings in the store: this site's, or another site's copy")
+    p.add_argument(
+        "--site", default="", help="another site's id (its sync_gateway.site_id); default: this site"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _common(p)
     return parser
 
 
@@ -541,6 +547,27 @@ def cmd_gen_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_holdings(args: argparse.Namespace) -> int:
+    from assetsync_store.sites import SiteError, format_holdings, site_holdings, sites
+
+    settings = load(args)
+    try:
+        got = site_holdings(settings.db_path, settings.site_id, args.site)
+        known = sites(settings.db_path, settings.site_id)
+    except SiteError as exc:
+        print(f"assetsync: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(
+            json.dumps(
+                {"site": got.site, "own": got.own, "sites": known, "holdings": got.rows}, ensure_ascii=False
+            )
+        )
+    else:
+        print(format_holdings(got))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "gen-token": cmd_gen_token,
     "check-config": cmd_check_config,
@@ -551,6 +578,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "setup-tables": cmd_setup_tables,
     "backup": cmd_backup,
     "replay": cmd_replay,
+    "holdings": cmd_holdings,
 }
 
 

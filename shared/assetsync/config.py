@@ -144,6 +144,12 @@ class AlertsConf(_Base):
     reminder_minutes: float = 60.0
 
 
+class ViewsConf(_Base):
+    """`asset_sync.views`: `combined` adds other sites' replicated holdings to this site's views."""
+
+    combined: bool = False
+
+
 class AssetSync(_Base):
     binance: BinanceConf = msgspec.field(default_factory=BinanceConf)
     xueqiu: XueqiuConf = msgspec.field(default_factory=XueqiuConf)
@@ -156,6 +162,7 @@ class AssetSync(_Base):
     alerts: AlertsConf = msgspec.field(default_factory=AlertsConf)
     base_currency: str = "CNY"
     fx_rates: dict[str, float] = msgspec.field(default_factory=dict)
+    views: ViewsConf = msgspec.field(default_factory=ViewsConf)
 
 
 class NatsConf(_Base):
@@ -189,6 +196,13 @@ class ReceiverConf(_Base):
     auto_sync: bool = False
 
 
+class FeedLimitsConf(_Base):
+    """`sync_gateway.feeds.<CODE>`: how much of one feed the sender keeps (0 = no bound)."""
+
+    retention_days: float | None = None
+    max_records: int | None = None
+
+
 class SyncGatewayConf(_Base):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -204,6 +218,7 @@ class SyncGatewayConf(_Base):
     tls_key: str = ""
     sender: SenderConf = msgspec.field(default_factory=SenderConf)
     receiver: ReceiverConf = msgspec.field(default_factory=ReceiverConf)
+    feeds: dict[str, FeedLimitsConf] = msgspec.field(default_factory=dict)
 
 
 class MetricsConf(_Base):

@@ -27,6 +27,16 @@ class Event(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
         raise TypeError(f"{type(self).__name__} has no natural key")
 
 
+def site_key(e: Event, key: str) -> str:
+    """The key of a site's own record, tagged with its origin when it came from another site.
+
+    Two sites' own ids can be equal (the same schedule slot `crypto@…`, trade 1 of two accounts):
+    without the origin one site's record would be taken for a duplicate of the other's.
+    Market facts (prices, klines) are the same at every site and keep one key.
+    """
+    return f"{key}@{e.origin}" if e.origin else key
+
+
 class PriceTick(Event, tag="price.v1"):
     """A price observation for one asset, in its own currency."""
 
@@ -89,7 +99,7 @@ class Holding(Event, tag="holding.v1"):
     run_id: str = ""
 
     def key(self) -> str:
-        return f"holding:{self.source}:{self.asset}:{self.as_of}"
+        return site_key(self, f"holding:{self.source}:{self.asset}:{self.as_of}")
 
 
 class Trade(Event, tag="trade.v1"):
@@ -109,7 +119,7 @@ class Trade(Event, tag="trade.v1"):
     taker_or_maker: str = ""
 
     def key(self) -> str:
-        return f"trade:{self.source}:{self.symbol}:{self.trade_id}"
+        return site_key(self, f"trade:{self.source}:{self.symbol}:{self.trade_id}")
 
 
 class Order(Event, tag="order.v1"):
@@ -129,7 +139,9 @@ class Order(Event, tag="order.v1"):
     cost: float = 0.0
 
     def key(self) -> str:
-        return f"order:{self.source}:{self.symbol}:{self.order_id}:{self.updated_at}:{self.status}"
+        return site_key(
+            self, f"order:{self.source}:{self.symbol}:{self.order_id}:{self.updated_at}:{self.status}"
+        )
 
 
 class TaskCommand(Event, tag="command.v1"):
@@ -182,7 +194,7 @@ class TaskResult(Event, tag="result.v1"):
         return self.records / self.total if self.total else (1.0 if self.status == "success" else 0.0)
 
     def key(self) -> str:
-        return f"result:{self.command_id}"
+        return site_key(self, f"result:{self.command_id}")
 
 
 class Snapshot(Event, tag="snapshot.v1"):
@@ -200,7 +212,7 @@ class Snapshot(Event, tag="snapshot.v1"):
     by_currency: dict[str, float] = msgspec.field(default_factory=dict)
 
     def key(self) -> str:
-        return f"snapshot:{self.date}:{self.taken_at}"
+        return site_key(self, f"snapshot:{self.date}:{self.taken_at}")
 
 
 class BackupResult(Event, tag="backup.v1"):
@@ -217,7 +229,7 @@ class BackupResult(Event, tag="backup.v1"):
     removed: list[str] = msgspec.field(default_factory=list)
 
     def key(self) -> str:
-        return f"backup:{self.command_id}"
+        return site_key(self, f"backup:{self.command_id}")
 
 
 class ServiceLifecycle(Event, tag="lifecycle.v1"):

@@ -65,6 +65,9 @@ class Alerter:
         self.tz = settings.timezone
         self.policy = AlertPolicy(a.reminder_minutes)
         self.footer = f"assetsync · {settings.site_id}" + (f" · {instance}" if instance else "")
+        self.site_id = settings.site_id
+        # Other sites' runs alert here only in the combined view (asset_sync.views.combined).
+        self.combined = settings.config.asset_sync.views.combined
         self._done: OrderedDict[str, None] = OrderedDict()  # event keys already handled (redelivery)
 
     def task_level(self, r: TaskResult) -> Level | None:
@@ -87,7 +90,8 @@ class Alerter:
         A new durable consumer starts at the beginning of the stream: without the age limit a first
         deployment would announce a month of old failures.
         """
-        if e.origin or e.key() in self._done:
+        foreign = e.origin not in ("", self.site_id)
+        if (foreign and not (self.combined and isinstance(e, TaskResult))) or e.key() in self._done:
             return False
         at = event_time(e)
         limit = LIFECYCLE_MAX_AGE_MS if isinstance(e, ServiceLifecycle) else MAX_AGE_MS
@@ -115,6 +119,9 @@ class Alerter:
             if not self._allowed(level):
                 return None
             key = "backup" if e.task == "backup" else f"task:{e.task}"
+            footer = self.footer
+            if e.origin not in ("", self.site_id):  # combined view: another site's run, its own state
+                key, footer = f"{key}@{e.origin}", f"assetsync · {e.origin} (seen at {self.site_id})"
             d = self.policy.decide(key, level, now)
             if d.kind in ("alert", "reminder"):
                 color: cards.Color = "red" if d.level == "red" else "orange"
@@ -122,7 +129,7 @@ class Alerter:
                     e,
                     color,
                     tz=self.tz,
-                    footer=self.footer,
+                    footer=footer,
                     reminder=d.reminder,
                     since=d.since,
                     min_rate=self.conf.min_success_rate,
@@ -134,7 +141,7 @@ class Alerter:
                     since=d.since,
                     now=e.finished_at or now,
                     tz=self.tz,
-                    footer=self.footer,
+                    footer=footer,
                     detail=f"本次: {cards.STATUS_TEXT.get(e.status, e.status)}, 成功 {e.records}/{e.total}",
                 )
                 return Outgoing(card, "recovered", d, (e.key(),))

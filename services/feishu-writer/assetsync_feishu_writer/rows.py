@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from assetsync.events import Holding, PriceTick, Snapshot, TaskResult
+import msgspec
+from assetsync.events import Event, Holding, PriceTick, Snapshot, TaskResult
 from assetsync.feishu import schema as fs
 from assetsync.feishu.holdings import number
 
@@ -39,10 +40,37 @@ def derived(quantity: float | None, price: float | None, avg_cost: float | None)
     return {fs.VALUE: _r(value), fs.TOTAL_COST: _r(total_cost), fs.PNL: _r(pnl), fs.PNL_PCT: _r(pct)}
 
 
+def site_view(e: Event, site_id: str, combined: bool) -> Event | None:
+    """What this site's tables show of an event (CONTRACTS §5.2): its own data, None for the rest.
+
+    With `asset_sync.views.combined`, another site's holdings also get 持仓 rows of their own,
+    `<资产代码>@<site>`, which never replace this site's rows; its task results are kept only to
+    remove its sold assets' rows. Other sites' prices, snapshots and 日志 rows are never written.
+    """
+    if e.origin in ("", site_id):
+        return e
+    if not combined:
+        return None
+    if isinstance(e, Holding):
+        return msgspec.structs.replace(e, asset=f"{e.asset}@{e.origin}")
+    if isinstance(e, TaskResult):
+        return e
+    return None
+
+
+def site_of(key: str) -> str:
+    """The site suffix of a 持仓 key (`BTC@HOME` -> `HOME`; '' for this site's own rows)."""
+    return key.rpartition("@")[2] if "@" in key else ""
+
+
 def user_owned(existing: Mapping[str, Any] | None, h: Holding) -> bool:
-    """A fund row the user keeps by hand: its 数量 and 成本价 are theirs, never overwritten."""
+    """A fund row the user keeps by hand: its 数量 and 成本价 are theirs, never overwritten.
+
+    Another site's row (combined view) is written whole: its numbers come from that site.
+    """
     return (
-        existing is not None
+        "@" not in h.asset
+        and existing is not None
         and existing.get(fs.ASSET_TYPE) == fs.TYPE_FUND
         and h.asset_type == "fund"
         and h.cost_source != "manual"

@@ -78,6 +78,8 @@ class FeishuWriter:
         self.client = client
         self.settings = settings
         self.tz = settings.timezone
+        self.site_id = settings.site_id
+        self.combined = settings.config.asset_sync.views.combined
         self.fresh_for = fresh_for  # a cache older than this is re-read before creating rows
         self.cache_ttl = cache_ttl
         self.tables: TableIds | None = None
@@ -141,7 +143,12 @@ class FeishuWriter:
         hold_idx: list[int] = []
         snap_idx: list[int] = []
         res_idx: list[int] = []
-        for i, e in enumerate(events):
+        # Other sites' records never touch this site's rows (they are acked unwritten), unless the
+        # user asked for the combined view; `view` keeps the batch's indices for rejections.
+        view = [rows.site_view(e, self.site_id, self.combined) for e in events]
+        for i, e in enumerate(view):
+            if e is None:
+                continue
             if isinstance(e, (Holding, PriceTick)):
                 hold_idx.append(i)
             elif isinstance(e, Snapshot):
@@ -159,7 +166,7 @@ class FeishuWriter:
                 if not idx:
                     continue
                 try:
-                    await step([events[i] for i in idx], out)
+                    await step([v for i in idx if (v := view[i]) is not None], out)
                 except FeishuError as exc:
                     self.invalidate()
                     if blocking(exc):
@@ -267,20 +274,27 @@ class FeishuWriter:
             out.created[name] += len(creates)
 
     async def _drop_sold(self, results: Sequence[TaskResult], out: Outcome) -> None:
-        """A crypto run's complete asset list: 加密货币 rows for assets no longer held are deleted."""
+        """A crypto run's complete asset list: 加密货币 rows for assets no longer held are deleted.
+
+        Each site's run prunes only that site's rows (another site's are `<asset>@<site>`).
+        """
         ids = await self._ensure_tables()
-        keep: set[str] | None = None
+        keep: dict[str, set[str]] = {}
         for r in results:
-            if r.task == "crypto" and r.status != "failed" and r.assets is not None and not r.origin:
-                keep = {rows.asset_key(a) for a in r.assets}
-        if keep is None:
+            if r.task == "crypto" and r.status != "failed" and r.assets is not None:
+                site = "" if r.origin in ("", self.site_id) else rows.asset_key(r.origin)
+                suffix = f"@{r.origin}" if site else ""
+                keep[site] = {rows.asset_key(a + suffix) for a in r.assets}
+        if not keep:
             return
         await self._fresh(self._holdings, self._load_holdings)
         cache = self._holdings.rows
         stale = [
             k
             for k, (_, cells) in cache.items()
-            if cells.get(fs.ASSET_TYPE) == fs.TYPE_CRYPTO and k not in keep
+            if cells.get(fs.ASSET_TYPE) == fs.TYPE_CRYPTO
+            and (site := rows.site_of(k)) in keep
+            and k not in keep[site]
         ]
         if not stale:
             return
@@ -343,7 +357,7 @@ class FeishuWriter:
         results = [e for e in events if isinstance(e, TaskResult)]
         fresh: dict[str, TaskResult] = {}
         for r in results:
-            if r.command_id not in self._logged:
+            if r.origin in ("", self.site_id) and r.command_id not in self._logged:
                 fresh[r.command_id] = r
         if fresh:
             payload = [rows.log_cells(r) for r in fresh.values()]

@@ -82,6 +82,7 @@ async def replay(
     since: datetime | None = None,
     progress: TextIO | None = None,
     on_batch: Callable[[int], None] | None = None,
+    site_id: str = "",
 ) -> ReplayStats:
     """Write every stored event (since `since`) into a new database at `output`."""
     if await asyncio.to_thread(output.exists):
@@ -110,7 +111,9 @@ async def replay(
         for stream, subject, start_seq, expected in plan:
             if expected == 0:
                 continue
-            n = await _replay_one(js, db, stream, subject, start_seq, since, stats, bar, total, on_batch)
+            n = await _replay_one(
+                js, db, stream, subject, start_seq, since, stats, bar, total, on_batch, site_id
+            )
             stats.by_stream[stream] = stats.by_stream.get(stream, 0) + n
     finally:
         await db.close()
@@ -136,6 +139,7 @@ async def _replay_one(
     bar: ProgressBar,
     total: int,
     on_batch: Callable[[int], None] | None,
+    site_id: str,
 ) -> int:
     codec = Codec()
     buf: list[Msg] = []
@@ -183,7 +187,7 @@ async def _replay_one(
             batch, buf[:] = buf[:], []
             if not batch:
                 continue
-            rows = Rows()
+            rows = Rows(site_id=site_id)
             for msg in batch:
                 try:
                     event = codec.decode(msg.data)
@@ -268,7 +272,9 @@ async def run_replay(
         try:
             js = bus.jetstream(nc)
             topo = Topology(settings.config.nats.prefix)
-            stats = await replay(nc, js, topo, target, since=since, progress=progress)
+            stats = await replay(
+                nc, js, topo, target, since=since, progress=progress, site_id=settings.site_id
+            )
         except ReplayError as exc:
             print(f"replay: {exc}", file=sys.stderr)
             return 1

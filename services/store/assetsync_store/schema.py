@@ -138,6 +138,128 @@ MIGRATIONS: tuple[str, ...] = (
         assets TEXT NOT NULL
     );
     """,
+    # v3: per-site data (CONTRACTS §5.2). Records received from another site keep their `origin`
+    # (its site id; '' = this site) in every key where they could meet this site's own: another
+    # account's BTC, trade 1, order 1, the same day's snapshot or schedule slot. Prices and klines
+    # are market facts, the same at every site, and keep their keys.
+    """
+    CREATE TABLE holdings_v3 (
+        asset TEXT NOT NULL,
+        source TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        asset_type TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        quantity REAL NOT NULL,
+        price REAL,
+        value REAL,
+        avg_cost REAL,
+        total_cost REAL,
+        pnl REAL,
+        pnl_pct REAL,
+        cost_source TEXT NOT NULL DEFAULT '',
+        price_date TEXT NOT NULL DEFAULT '',
+        as_of INTEGER NOT NULL,
+        origin TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (origin, source, asset)
+    );
+    INSERT INTO holdings_v3 SELECT asset, source, name, asset_type, currency, quantity, price, value,
+        avg_cost, total_cost, pnl, pnl_pct, cost_source, price_date, as_of, origin FROM holdings;
+    DROP TABLE holdings;
+    ALTER TABLE holdings_v3 RENAME TO holdings;
+
+    CREATE TABLE orders_v3 (
+        source TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        side TEXT NOT NULL,
+        order_type TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL,
+        price REAL,
+        amount REAL NOT NULL DEFAULT 0,
+        filled REAL NOT NULL DEFAULT 0,
+        cost REAL NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        origin TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (origin, source, symbol, order_id)
+    );
+    INSERT INTO orders_v3 SELECT source, symbol, order_id, side, order_type, status, price, amount,
+        filled, cost, created_at, updated_at, '' FROM orders;
+    DROP TABLE orders;
+    ALTER TABLE orders_v3 RENAME TO orders;
+
+    CREATE TABLE trades_v3 (
+        source TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        trade_id TEXT NOT NULL,
+        order_id TEXT NOT NULL DEFAULT '',
+        side TEXT NOT NULL,
+        price REAL NOT NULL,
+        amount REAL NOT NULL,
+        cost REAL NOT NULL,
+        fee REAL NOT NULL DEFAULT 0,
+        fee_currency TEXT NOT NULL DEFAULT '',
+        ts INTEGER NOT NULL,
+        origin TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (origin, source, symbol, trade_id)
+    );
+    INSERT INTO trades_v3 SELECT source, symbol, trade_id, order_id, side, price, amount, cost, fee,
+        fee_currency, ts, '' FROM trades;
+    DROP TABLE trades;
+    ALTER TABLE trades_v3 RENAME TO trades;
+    CREATE INDEX trades_order ON trades (origin, source, symbol, order_id);
+
+    CREATE TABLE snapshots_v3 (
+        date TEXT NOT NULL,
+        base_currency TEXT NOT NULL,
+        total_value REAL NOT NULL,
+        total_cost REAL NOT NULL,
+        total_pnl REAL NOT NULL,
+        pnl_pct REAL,
+        asset_count INTEGER NOT NULL,
+        by_currency TEXT NOT NULL DEFAULT '{}',
+        taken_at INTEGER NOT NULL,
+        origin TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (origin, date)
+    );
+    INSERT INTO snapshots_v3 SELECT date, base_currency, total_value, total_cost, total_pnl, pnl_pct,
+        asset_count, by_currency, taken_at, '' FROM snapshots;
+    DROP TABLE snapshots;
+    ALTER TABLE snapshots_v3 RENAME TO snapshots;
+
+    CREATE TABLE sync_logs_v3 (
+        command_id TEXT NOT NULL,
+        task TEXT NOT NULL,
+        source TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL,
+        duration REAL NOT NULL,
+        records INTEGER NOT NULL,
+        total INTEGER NOT NULL,
+        errors TEXT NOT NULL DEFAULT '[]',
+        message TEXT NOT NULL DEFAULT '',
+        data_as_of TEXT NOT NULL DEFAULT '',
+        origin TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (origin, command_id)
+    );
+    INSERT INTO sync_logs_v3 SELECT command_id, task, source, status, started_at, finished_at,
+        duration, records, total, errors, message, data_as_of, origin FROM sync_logs;
+    DROP TABLE sync_logs;
+    ALTER TABLE sync_logs_v3 RENAME TO sync_logs;
+    CREATE INDEX sync_logs_time ON sync_logs (started_at);
+
+    CREATE TABLE holding_sets_v3 (
+        origin TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        assets TEXT NOT NULL,
+        PRIMARY KEY (origin, source)
+    );
+    INSERT INTO holding_sets_v3 SELECT '', source, started_at, assets FROM holding_sets;
+    DROP TABLE holding_sets;
+    ALTER TABLE holding_sets_v3 RENAME TO holding_sets;
+    """,
 )
 
 LATEST = len(MIGRATIONS)

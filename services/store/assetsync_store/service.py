@@ -122,6 +122,10 @@ class StoreService:
             if sched is not None:
                 await sched.start(stack)
 
+    def _view(self) -> str:
+        """The holdings this site's snapshot counts: its own, or every site's with `views.combined`."""
+        return "1" if self.rt.settings.config.asset_sync.views.combined else "origin = ''"
+
     def health(self) -> tuple[bool, str]:
         halted = next((c.halted for c in self.consumers if c.halted), "")
         if halted:
@@ -131,7 +135,7 @@ class StoreService:
         return True, f"{self.db.rows_written} rows written"
 
     async def _handle(self, batch: Sequence[bus.Delivery]) -> None:
-        rows = Rows()
+        rows = Rows(site_id=self.rt.settings.site_id)
         for d in batch:
             rows.add(d.event)
         try:
@@ -164,12 +168,14 @@ class StoreService:
         """Per-asset values from the holdings table; at start also the last snapshot and good backup."""
         try:
             # Read back after the prune so assets no longer held disappear from the gauge.
-            holdings = await self.db.fetchall("SELECT asset, currency, value FROM holdings")
+            # This site's own assets (the gauge has no site label; other sites export their own).
+            holdings = await self.db.fetchall("SELECT asset, currency, value FROM holdings WHERE origin = ''")
             last: list[sqlite3.Row] = []
             backup: list[sqlite3.Row] = []
             if at_start:  # a restarted store reports what the previous run left behind
                 last = await self.db.fetchall(
-                    "SELECT total_value, total_cost, total_pnl FROM snapshots ORDER BY date DESC LIMIT 1"
+                    "SELECT total_value, total_cost, total_pnl FROM snapshots WHERE origin = ''"
+                    " ORDER BY date DESC LIMIT 1"
                 )
                 backup = await self.db.fetchall("SELECT MAX(finished_at) AS at FROM backups WHERE ok = 1")
         except (sqlite3.Error, StoreUnavailable) as exc:  # metrics only: the batch is already committed
@@ -221,7 +227,8 @@ class StoreService:
         a = self.rt.settings.config.asset_sync
         try:
             rows = await self.db.fetchall(
-                "SELECT asset, currency, value, total_cost FROM holdings ORDER BY asset"
+                f"SELECT asset, currency, value, total_cost FROM holdings WHERE {self._view()}"
+                " ORDER BY origin, asset"
             )
             snap = compute_snapshot(
                 [dict(r) for r in rows],

@@ -40,6 +40,7 @@ MAX_BATCH_ITEMS = 50
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 CACHE_BYTES = 64 * 1024 * 1024
 INLINE_LIMIT = 64  # pages of at most this many records are read on the event loop (cheaper than a thread hop)
+CATCH_UP_WAIT = 1.0  # seconds a page request waits for a feed still catching up with its source
 _ORIGIN_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _enc = msgspec.json.Encoder()
 JSON = "application/json"
@@ -165,19 +166,41 @@ class Api:
 
     # --- sender ---------------------------------------------------------------------------------
     def _since(self, code: str, since: str | None) -> int:
+        """The position a cursor names; no cursor = the oldest record still kept (the feed's floor)."""
+        st = self.gw.feeds.state(code)
         if since is None or since == "":
-            return 0
+            return st.floor
         try:
             epoch, seq = decode_cursor(since)
         except CursorError as exc:
             raise ApiError(400, str(exc)) from exc
-        st = self.gw.feeds.state(code)
         if epoch != st.epoch:
             raise ApiError(
                 409,
                 f"the feed {code} was recreated (cursor epoch {epoch}, now {st.epoch}); resync from the start",
             )
+        if seq < st.floor:
+            raise ApiError(
+                409,
+                f"records of {code} up to seq {st.floor} are no longer kept (retention_days/max_records);"
+                " resync from the oldest retained record",
+                {"X-Feed-Low-Water": str(st.floor)},
+            )
         return seq
+
+    async def _caught_up(self, code: str) -> bool:
+        """Whether the feed holds what its source holds (waiting briefly); 503 if its source is failing."""
+        gw = self.gw
+        if not gw.behind(code) or await gw.catch_up(code, CATCH_UP_WAIT):
+            return True
+        err = gw.sources.error(code)
+        if err:
+            raise ApiError(
+                503,
+                f"endpoint {code}: its source has records this feed cannot read yet: {err}",
+                {"Retry-After": "5"},
+            )
+        return False
 
     def _code(self, code: str) -> str:
         if not CODE_RE.match(code) or self.gw.catalog.get(code) is None or not self.gw.feeds.has(code):
@@ -198,6 +221,14 @@ class Api:
             exclude = q.get("exclude_origin") or None
             if exclude is not None and not _ORIGIN_RE.match(exclude):
                 raise ApiError(400, "exclude_origin: expected a site id (letters, digits, _.:-)")
+            # Never claim the end of a feed that lacks records its source holds (CONTRACTS §5.2).
+            more = not await self._caught_up(code)
+            latest = q.get("latest")
+            if latest is not None:
+                if q.get("since"):
+                    raise ApiError(400, "latest: cannot be combined with since")
+                limit = _int_value(latest, "latest", 1, 1, MAX_LIMIT)
+                since = await gw.feeds.latest_since(code, limit, exclude)
             st = gw.feeds.state(code)
             head = st.last_seq
             # The ETag names the state *after* a response (position, head), so the next poll from that
@@ -207,13 +238,13 @@ class Api:
             enc = compression.choose(ae.decode("latin-1") if ae is not None else None)
             out = [*extra, (b"vary", b"Accept-Encoding"), (b"x-feed-head", b"%d" % head)]
             inm = headers.get(b"if-none-match")
-            if inm is not None and inm.decode("latin-1") == _etag(st.epoch, since, head, tag):
+            if not more and inm is not None and inm.decode("latin-1") == _etag(st.epoch, since, head, tag):
                 out += [(b"etag", inm), (b"x-feed-position", b"%d" % since)]
                 gw.sender_stats.stats.record(code, True, 0, 0, not_modified=True)
                 await send({"type": "http.response.start", "status": 304, "headers": out})
                 await send({"type": "http.response.body", "body": b""})
                 return
-            page = await self._page(code, since, limit, exclude, enc, head, st.epoch, MAX_PAGE_BYTES)
+            page = await self._page(code, since, limit, exclude, enc, head, st.epoch, MAX_PAGE_BYTES, more)
             out += [
                 (b"etag", _etag(st.epoch, page.next_seq, head, tag).encode()),
                 (b"x-feed-position", b"%d" % page.next_seq),
@@ -247,8 +278,9 @@ class Api:
         head: int,
         epoch: str,
         max_bytes: int,
+        more: bool = False,
     ) -> PageResult:
-        key = (code, epoch, since, limit, exclude, enc, max_bytes)
+        key = (code, epoch, since, limit, exclude, enc, max_bytes, more)
         page = self.cache.get((*key, None)) or self.cache.get((*key, head))
         if page is None:
             page = await self.gw.feeds.page(
@@ -259,6 +291,7 @@ class Api:
                 exclude_origin=exclude,
                 encode=compression.encoder(enc),
                 inline=limit <= INLINE_LIMIT,
+                more=more,
             )
             # A full page never changes (feeds are append-only); a last page is valid for this head only.
             self.cache.put((*key, None if page.has_more else head), page)
@@ -289,9 +322,18 @@ class Api:
                         raise ApiError(400, f"limit: expected a whole number 1-{MAX_LIMIT}")
                     if budget <= 0:
                         raise ApiError(413, "batch: byte budget of this response used up; ask again")
+                    more = not await self._caught_up(code)
                     st = gw.feeds.state(code)
                     page = await self._page(
-                        code, since, limit, exclude, None, st.last_seq, st.epoch, min(MAX_PAGE_BYTES, budget)
+                        code,
+                        since,
+                        limit,
+                        exclude,
+                        None,
+                        st.last_seq,
+                        st.epoch,
+                        min(MAX_PAGE_BYTES, budget),
+                        more,
                     )
                     budget -= len(page.body)
                     total_records += page.count

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -15,18 +16,19 @@ from assetsync.logs import DATEFMT, FORMAT, MaskingFormatter
 from assetsync.metrics import Metrics
 from prometheus_client import CollectorRegistry, generate_latest
 
-from assetsync_sync_gateway.feeds import FeedStore
+from assetsync_sync_gateway.feeds import FeedStore, Limits
 from assetsync_sync_gateway.ingest import ingest_events
 from assetsync_sync_gateway.logbuffer import LogBuffer
 from assetsync_sync_gateway.received import ReceivedStore
 from assetsync_sync_gateway.receiver import EventSink, Receiver, Tuning
-from assetsync_sync_gateway.registry import Catalog, Endpoint, load_registry
+from assetsync_sync_gateway.registry import BUILTIN_BY_TAG, Catalog, Endpoint, load_registry
 from assetsync_sync_gateway.runtime_config import RuntimeConfig
 from assetsync_sync_gateway.security import Network, parse_networks
 from assetsync_sync_gateway.sources import Sources
 from assetsync_sync_gateway.stats import GatewayCollector, StatsFile
 
 log = logging.getLogger("assetsync.gateway")
+RETENTION_EVERY = 600.0  # seconds between retention passes (max_records holds at every append)
 
 
 @dataclass
@@ -55,8 +57,15 @@ class Gateway:
         self.site_id = opts.site_id
         self.data_dir = opts.data_dir
         gw_dir = opts.data_dir / "gateway"
-        self.catalog = Catalog(opts.extra_endpoints, builtin=opts.builtin)
+        self.catalog = Catalog(
+            opts.extra_endpoints,
+            builtin=opts.builtin,
+            limits={c: (f.retention_days, f.max_records) for c, f in opts.conf.feeds.items()},
+        )
         self.feeds = FeedStore(gw_dir / "feeds.db", opts.site_id)
+        self.feeds.limits = {
+            code: Limits(*ep.limits()) for code, ep in self.catalog.endpoints.items() if any(ep.limits())
+        }
         self.config = RuntimeConfig(opts.conf, gw_dir / "runtime_config.json")
         self.admin_token = opts.conf.admin_token.get()
         self.trusted: tuple[Network, ...] = parse_networks(
@@ -89,6 +98,12 @@ class Gateway:
         self.start_error: BaseException | None = None
         # Whether the stack around the gateway is ready too (NATS up, every part started): /healthz.
         self.ready: Callable[[], bool] = lambda: True
+        # Set while the built-in feeds hold everything the bus held when they started (the service
+        # clears it until its consumers have caught up; without a bus there is nothing to wait for).
+        self.builtin_ready = asyncio.Event()
+        self.builtin_ready.set()
+        self._builtin_codes = frozenset(BUILTIN_BY_TAG.values())
+        self._retention: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(
@@ -154,6 +169,7 @@ class Gateway:
         with contextlib.suppress(ValueError):  # already registered by an earlier build in this process
             self.metrics.registry.register(self._collector)
         self.registry.register(self._collector)
+        self._retention = asyncio.create_task(self._retention_loop(), name="gateway-retention")
         self.started = True
         if not self.admin_token and not is_loopback_host(self.opts.conf.host):
             log.warning(
@@ -172,6 +188,11 @@ class Gateway:
 
     async def stop(self) -> None:
         self.started = False
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
+            self._retention = None
         await self.sources.stop()
         await self.receiver.stop()
         await self.sender_stats.stop()
@@ -193,6 +214,31 @@ class Gateway:
     def exposition(self) -> bytes:
         """The gateway's own metrics in the Prometheus text format."""
         return generate_latest(self.registry)
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                removed = await self.feeds.prune()
+                for code, n in removed.items():
+                    log.info("feed %s: %d record(s) older than its retention_days removed", code, n)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # retried next pass; appends and pages are unaffected
+                log.warning("feed retention failed (will retry): %s", exc)
+            await asyncio.sleep(RETENTION_EVERY)
+
+    def behind(self, code: str) -> bool:
+        """True when a feed may lack records its source already holds (cheap: no I/O for built-ins)."""
+        if code in self._builtin_codes:
+            return not self.builtin_ready.is_set()
+        return self.sources.behind(code)
+
+    async def catch_up(self, code: str, timeout: float) -> bool:
+        """Wait (up to `timeout`) for a feed to hold everything its source holds; True if it does."""
+        if code in self._builtin_codes:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.builtin_ready.wait(), timeout)
+            return self.builtin_ready.is_set()
+        return await self.sources.catch_up(code, timeout)
 
     async def ingest(self, events: Iterable[Event]) -> dict[str, int]:
         """Append bus events to the built-in feeds (one transaction)."""

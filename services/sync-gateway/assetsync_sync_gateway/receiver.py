@@ -2,7 +2,10 @@
 
 At most one sync per endpoint runs at a time and a semaphore bounds the endpoints synced together;
 each request is retried with jittered exponential backoff; the next page is fetched while the current
-one commits. A 409 (the remote feed was recreated) makes that endpoint start over from the beginning.
+one commits. A 409 makes that endpoint start over from the beginning: when the remote feed was
+recreated, what was received of it is dropped first; when the remote no longer keeps the records
+after our cursor (retention), what was received is kept and the pull restarts at the oldest record
+still kept (duplicates are dropped on (origin, origin sequence)).
 """
 
 from __future__ import annotations
@@ -39,16 +42,27 @@ class RemoteError(Exception):
     """A request to the remote sender failed; `retryable` says whether trying again may help."""
 
     def __init__(
-        self, message: str, *, retryable: bool, status: int = 0, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int = 0,
+        retry_after: float | None = None,
+        low_water: int | None = None,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
         self.retry_after = retry_after
+        self.low_water = low_water
 
 
 class Resync(Exception):
-    """The remote answered 409: the feed was recreated, start again from the beginning."""
+    """The remote answered 409: start again from the beginning (`pruned`: keep what was received)."""
+
+    def __init__(self, pruned: bool = False) -> None:
+        super().__init__("pruned" if pruned else "recreated")
+        self.pruned = pruned
 
 
 @dataclass
@@ -336,11 +350,20 @@ class Receiver:
             while True:
                 try:
                     got = await fetch
-                except Resync:
-                    log.warning("endpoint %s: the remote feed was recreated; resyncing from the start", code)
+                except Resync as exc:
                     es.resyncs += 1
-                    await self.store.reset_code(code)
-                    self.counts[code] = 0
+                    if exc.pruned:
+                        log.warning(
+                            "endpoint %s: the remote no longer keeps records after our cursor (retention);"
+                            " resyncing from its oldest record",
+                            code,
+                        )
+                    else:
+                        log.warning(
+                            "endpoint %s: the remote feed was recreated; resyncing from the start", code
+                        )
+                        await self.store.reset_code(code)
+                        self.counts[code] = 0
                     cursor = None
                     fetch = asyncio.create_task(self._fetch(code, remote, None, None))
                     continue
@@ -422,7 +445,7 @@ class Receiver:
             reply = await self._request("GET", url, params, headers=headers, code=code)
         except RemoteError as exc:
             if exc.status == 409:
-                raise Resync() from exc
+                raise Resync(pruned=exc.low_water is not None) from exc
             raise
         head = _int_header(reply.headers, "x-feed-head")
         position = _int_header(reply.headers, "x-feed-position")
@@ -505,8 +528,12 @@ class Receiver:
                 403: "the remote refused this address",
                 404: "not found",
             }
+            low = resp.headers.get("x-feed-low-water")
             raise RemoteError(
-                f"{what.get(status, 'remote error')} ({status}){detail}", retryable=False, status=status
+                f"{what.get(status, 'remote error')} ({status}){detail}",
+                retryable=False,
+                status=status,
+                low_water=int(low) if status == 409 and low is not None and low.isdigit() else None,
             )
         declared = resp.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) != len(raw):

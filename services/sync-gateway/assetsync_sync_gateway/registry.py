@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +21,7 @@ class RegistryError(Exception):
     def __init__(self, entry: str, reason: str, source: str = "") -> None:
         self.entry = entry
         self.reason = reason
+        self.source = source
         where = f"{source}: " if source else ""
         super().__init__(f"{where}entry {entry}: {reason}" if entry else f"{where}{reason}")
 
@@ -40,6 +41,16 @@ class Endpoint(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_
     interval_seconds: float = 60.0
     source: Source = "http"
     upstream_url: str = ""
+    # How much of the feed is kept (None: the default for its source; 0: no bound).
+    retention_days: float | None = None
+    max_records: int | None = None
+
+    def limits(self) -> tuple[float, int]:
+        """(retention_days, max_records) in force, defaults filled in (0 = unbounded)."""
+        days = self.retention_days
+        if days is None:
+            days = DEFAULT_RETENTION_DAYS.get(self.code if self.source == "builtin" else self.source, 0.0)
+        return float(days), int(self.max_records or 0)
 
     def public(self) -> dict[str, Any]:
         """The catalog entry as shown to clients (no upstream URL: it may carry credentials)."""
@@ -55,8 +66,22 @@ class Endpoint(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_
             "params": self.params,
             "interval_seconds": self.interval_seconds,
             "source": self.source,
+            "retention_days": self.limits()[0] or None,
+            "max_records": self.limits()[1] or None,
             "data_path": f"/api/data-sync/sender/data/{self.code}",
         }
+
+
+# Defaults by built-in code or registry source. Built-in feeds re-export what the store keeps anyway:
+# the voluminous ones are bounded, the small ledger-like ones (trades, orders, snapshots, task logs)
+# kept whole. An `http` source's history exists nowhere else but is mostly polling noise: 30 days.
+# A `jsonl` feed mirrors a file the user keeps: unbounded.
+DEFAULT_RETENTION_DAYS: dict[str, float] = {
+    "AS001": 180.0,  # holdings: one record per asset per sync
+    "AS002": 90.0,  # prices: one per asset per sync (every 15 minutes by default)
+    "AS003": 365.0,  # klines
+    "http": 30.0,
+}
 
 
 def _builtin(code: str, category: str, name: str, what: str, description: str) -> Endpoint:
@@ -139,6 +164,12 @@ def validate(raw: Any, data_dir: Path, *, source: str = "", taken: Sequence[str]
             raise RegistryError(name, "field interval_seconds: expected seconds > 0 (at most a week)", source)
         if ep.source == "builtin":
             raise RegistryError(name, "field source: expected jsonl or http (builtin is reserved)", source)
+        if ep.retention_days is not None and not 0 <= ep.retention_days <= 36500:
+            raise RegistryError(
+                name, "field retention_days: expected days >= 0 (0 = keep everything)", source
+            )
+        if ep.max_records is not None and ep.max_records < 0:
+            raise RegistryError(name, "field max_records: expected a count >= 0 (0 = no bound)", source)
         if ep.source == "jsonl":
             if not ep.data_file:
                 raise RegistryError(name, "field data_file: required when source is jsonl", source)
@@ -183,9 +214,26 @@ def data_file_path(ep: Endpoint, data_dir: Path) -> Path:
 class Catalog:
     """Built-in plus registry endpoints, by code."""
 
-    def __init__(self, extra: Sequence[Endpoint] = (), *, builtin: bool = True) -> None:
+    def __init__(
+        self,
+        extra: Sequence[Endpoint] = (),
+        *,
+        builtin: bool = True,
+        limits: Mapping[str, tuple[float | None, int | None]] | None = None,
+    ) -> None:
         eps = [*(BUILTIN if builtin else ()), *extra]
         self.endpoints: dict[str, Endpoint] = {e.code: e for e in eps}
+        for code, (days, most) in (limits or {}).items():
+            ep = self.endpoints.get(code)
+            if ep is None:
+                raise RegistryError(
+                    code, "no such endpoint code (its keys are catalog codes)", "sync_gateway.feeds"
+                )
+            self.endpoints[code] = msgspec.structs.replace(
+                ep,
+                retention_days=ep.retention_days if days is None else days,
+                max_records=ep.max_records if most is None else most,
+            )
 
     def get(self, code: str) -> Endpoint | None:
         return self.endpoints.get(code)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
@@ -18,6 +20,8 @@ from assetsync_sync_gateway.registry import RegistryError
 from assetsync_sync_gateway.server import Running, server_config, start_server, stop_server
 
 NAME = "sync-gateway"
+CATCH_UP_POLL = 0.1
+log = logging.getLogger("assetsync.gateway")
 
 
 def consumer_specs(rt: Runtime) -> list[bus.ConsumerSpec]:
@@ -73,11 +77,40 @@ class GatewayService:
             )
         )
         stack.push_async_callback(stop_server, self.running, 4.0)
-        for spec in consumer_specs(self.rt):
+        # Until the consumers have read what the bus already holds, built-in feeds answer has_more.
+        self.gw.builtin_ready.clear()
+        specs = consumer_specs(self.rt)
+        for spec in specs:
             c = self.rt.consumer(spec, self._handle)
             await c.start()
             stack.push_async_callback(c.stop)
+        watch = asyncio.create_task(self._watch_catch_up(specs), name="gateway-catch-up")
+        stack.callback(watch.cancel)
         self.rt.log.info("sync gateway serving on %s", self.url)
+
+    async def _watch_catch_up(self, specs: Sequence[bus.ConsumerSpec]) -> None:
+        """Set `builtin_ready` once every consumer has handled what its stream held at the start."""
+        targets: dict[str, int] = {}
+        while True:
+            done = 0
+            for spec in specs:
+                try:
+                    info = await self.rt.js.consumer_info(spec.stream, spec.durable)
+                except Exception as exc:  # the bus may be reconnecting: ask again
+                    log.debug("gateway: catch-up check of %s failed: %s", spec.durable, exc)
+                    continue
+                if spec.durable not in targets and not info.num_pending:
+                    targets[spec.durable] = int(info.delivered.stream_seq or 0)
+                target = targets.get(spec.durable)
+                if target is not None and (
+                    not info.num_ack_pending or int(info.ack_floor.stream_seq or 0) >= target
+                ):
+                    done += 1
+            if done == len(specs):
+                self.gw.builtin_ready.set()
+                log.info("gateway: built-in feeds caught up with the bus")
+                return
+            await asyncio.sleep(CATCH_UP_POLL)
 
     def _path(self, p: str) -> str:
         if not p:
@@ -112,5 +145,6 @@ def build(rt: Runtime) -> Service | Disabled:
     try:
         gw = Gateway.from_settings(rt.settings, metrics=rt.metrics, sink=republish)
     except RegistryError as exc:
-        raise ConfigError("sync_gateway.registry", str(exc)) from exc
+        key = exc.source if exc.source == "sync_gateway.feeds" else "sync_gateway.registry"
+        raise ConfigError(key, str(exc)) from exc
     return GatewayService(rt, gw)

@@ -1,9 +1,16 @@
-"""Feeds of registry endpoints: tail a JSONL file, or poll an upstream HTTP API."""
+"""Feeds of registry endpoints: tail a JSONL file, or poll an upstream HTTP API.
+
+A JSONL feed knows whether it has caught up with its file (`behind`): a page answered while lines
+of the file are not in the feed yet would claim an end that is not there, so the sender asks the
+tail to run now (`catch_up`) and, if it is still behind, says `has_more: true`.
+An `http` feed appends a response only when its body differs from the last one appended.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -32,6 +39,16 @@ class SourceStatus:
     records: int = 0
     skipped_lines: int = 0
     failures: int = 0
+    unchanged: int = 0  # http polls whose body was the same as the last record's
+
+
+@dataclass
+class TailState:
+    """How far a JSONL feed has read its file: inode, byte offset, and the file size last seen whole."""
+
+    ino: int = 0
+    offset: int = 0
+    seen: int = -1  # size of the file when the last pass started (-1: no pass yet)
 
 
 @dataclass
@@ -43,11 +60,18 @@ class Sources:
     client: httpx.AsyncClient | None = None
     status: dict[str, SourceStatus] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _tails: dict[str, tuple[Endpoint, TailState]] = field(default_factory=dict)
+    _wake: dict[str, asyncio.Event] = field(default_factory=dict)
+    _passed: dict[str, asyncio.Event] = field(default_factory=dict)
+    _hashes: dict[str, str] = field(default_factory=dict)
 
     def start(self, endpoints: list[Endpoint]) -> None:
         for ep in endpoints:
             self.status[ep.code] = SourceStatus()
+            self._wake[ep.code] = asyncio.Event()
+            self._passed[ep.code] = asyncio.Event()
             if ep.source == "jsonl":
+                self._tails[ep.code] = (ep, TailState())
                 self._tasks.append(
                     asyncio.create_task(self._loop(ep, self.tail_jsonl), name=f"jsonl:{ep.code}")
                 )
@@ -88,7 +112,45 @@ class Sources:
                 st.last_error = error
                 st.failures += 1
             st.last_poll = time.time()
-            await asyncio.sleep(ep.interval_seconds)
+            passed, self._passed[ep.code] = self._passed[ep.code], asyncio.Event()
+            passed.set()
+            wake = self._wake[ep.code]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), ep.interval_seconds)
+            wake.clear()
+
+    def behind(self, code: str) -> bool:
+        """True when a JSONL feed may lack lines its file already holds (a stat; no I/O otherwise)."""
+        got = self._tails.get(code)
+        if got is None:
+            return False
+        ep, ts = got
+        if ts.seen < 0:
+            return True
+        try:
+            info = data_file_path(ep, self.data_dir).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return info.st_ino != ts.ino or info.st_size != ts.seen
+
+    async def catch_up(self, code: str, timeout: float) -> bool:
+        """Run the feed's source now and wait (up to `timeout`) until it is not behind; True if caught up."""
+        deadline = time.monotonic() + timeout
+        while self.behind(code):
+            left = deadline - time.monotonic()
+            if left <= 0 or code not in self._wake:
+                return False
+            passed = self._passed[code]
+            self._wake[code].set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(passed.wait(), left)
+            if not passed.is_set():
+                return False
+        return True
+
+    def error(self, code: str) -> str:
+        st = self.status.get(code)
+        return st.last_error if st is not None else ""
 
     async def tail_jsonl(self, ep: Endpoint) -> int:
         """Append the complete lines added to the endpoint's JSONL file since the last look."""
@@ -96,9 +158,11 @@ class Sources:
         st = self.status.setdefault(ep.code, SourceStatus())
         saved = await self.feeds.load_source_state(ep.code)
         pos = json.loads(saved) if saved else {"ino": 0, "offset": 0}
+        tail = self._tails.setdefault(ep.code, (ep, TailState()))[1]
         try:
             info = path.stat()
         except FileNotFoundError:
+            tail.seen = 0
             return 0
         if pos["ino"] and (info.st_ino != pos["ino"] or info.st_size < pos["offset"]):
             # The file was replaced or truncated: the feed starts over under a new epoch (receivers resync).
@@ -125,6 +189,7 @@ class Sources:
                 recs.append(NewRecord(origin="", data=text))
             pos["offset"] += len(chunk)
             total += await self.feeds.append_with_state(ep.code, recs, json.dumps(pos))
+        tail.ino, tail.offset, tail.seen = info.st_ino, pos["offset"], info.st_size
         st.records += total
         return total
 
@@ -140,9 +205,20 @@ class Sources:
             msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
             raise RuntimeError(f"upstream {mask_urls(ep.upstream_url)} did not answer JSON") from exc
-        added = await self.feeds.append({ep.code: [NewRecord(origin="", data=body)]})
-        n = added.get(ep.code, 0)
-        self.status[ep.code].records += n
+        st = self.status.setdefault(ep.code, SourceStatus())
+        digest = hashlib.sha256(body).hexdigest()
+        if ep.code not in self._hashes:
+            saved = await self.feeds.load_source_state(ep.code)
+            self._hashes[ep.code] = str(json.loads(saved).get("sha256", "")) if saved else ""
+        if digest == self._hashes[ep.code]:
+            st.unchanged += 1
+            return 0
+        # The body's hash is saved with the record: after a restart an unchanged body is still no news.
+        n = await self.feeds.append_with_state(
+            ep.code, [NewRecord(origin="", data=body)], json.dumps({"sha256": digest})
+        )
+        self._hashes[ep.code] = digest
+        st.records += n
         return n
 
 
