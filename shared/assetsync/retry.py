@@ -22,7 +22,7 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed try number `attempt` (1-based)."""
         lo, hi = self.jitter
-        return min(self.cap, self.base * 2 ** max(0, attempt - 1)) * random.uniform(lo, hi)
+        return float(min(self.cap, self.base * 2 ** max(0, attempt - 1)) * random.uniform(lo, hi))
 
     def exhausted(self, attempt: int) -> bool:
         """True when try number `attempt` was the last one allowed."""

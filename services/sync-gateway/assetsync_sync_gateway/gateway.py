@@ -214,6 +214,7 @@ class Gateway:
     def exposition(self) -> bytes:
         """The gateway's own metrics in the Prometheus text format."""
         return generate_latest(self.registry)
+
     async def _retention_loop(self) -> None:
         while True:
             try:
