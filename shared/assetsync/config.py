@@ -141,6 +141,24 @@ class AlertsConf(_Base):
     reminder_minutes: float = 60.0
 
 
+# --- FX (CONTRACTS §6): where rates come from when `fx_rates` does not name a currency ---------
+class FxConf(_Base):
+    source: Literal["ecb", "none"] = "ecb"
+    base_url: str = "https://www.ecb.europa.eu"
+    max_age_days: float = 7.0
+    # The whole fetch (connect, answer, one retry) must fit in this: a snapshot never hangs on it.
+    timeout_seconds: float = 10.0
+
+
+def _check_fx(a: AssetSync, source: str) -> None:
+    if a.fx.max_age_days < 0:
+        raise ConfigError("asset_sync.fx.max_age_days", "expected a number of days >= 0", source)
+    if not 0 < a.fx.timeout_seconds <= 120:
+        raise ConfigError("asset_sync.fx.timeout_seconds", "expected seconds in (0, 120]", source)
+    if a.fx.source != "none" and not a.fx.base_url.startswith(("http://", "https://")):
+        raise ConfigError("asset_sync.fx.base_url", "expected an http:// or https:// URL", source)
+
+
 class AssetSync(_Base):
     binance: BinanceConf = msgspec.field(default_factory=BinanceConf)
     xueqiu: XueqiuConf = msgspec.field(default_factory=XueqiuConf)
@@ -153,6 +171,7 @@ class AssetSync(_Base):
     alerts: AlertsConf = msgspec.field(default_factory=AlertsConf)
     base_currency: str = "CNY"
     fx_rates: dict[str, float] = msgspec.field(default_factory=dict)
+    fx: FxConf = msgspec.field(default_factory=FxConf)
 
 
 class NatsConf(_Base):
@@ -439,6 +458,7 @@ def _check_credentials(cfg: Config, explicit: dict[str, Any], source: str) -> No
     for cur, rate in a.fx_rates.items():
         if rate <= 0:
             raise ConfigError(f"asset_sync.fx_rates.{cur}", "expected a positive rate", source)
+    _check_fx(a, source)
     gw = cfg.sync_gateway
     if not 0 <= gw.port <= 65535:
         raise ConfigError("sync_gateway.port", "expected a TCP port 0-65535", source)

@@ -185,6 +185,14 @@ class TaskResult(Event, tag="result.v1"):
         return f"result:{self.command_id}"
 
 
+class FxRate(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A rate a snapshot converted with: base units per unit, its reference date, where it came from."""
+
+    rate: float
+    date: str = ""  # YYYY-MM-DD of the rate ("" for manual rates)
+    source: str = ""  # manual / ecb / "ecb (stored)"
+
+
 class Snapshot(Event, tag="snapshot.v1"):
     """The daily portfolio snapshot, totals in `base_currency`."""
 
@@ -198,6 +206,7 @@ class Snapshot(Event, tag="snapshot.v1"):
     taken_at: int
     command_id: str = ""
     by_currency: dict[str, float] = msgspec.field(default_factory=dict)
+    fx: dict[str, FxRate] = msgspec.field(default_factory=dict)  # currency -> the rate used
 
     def key(self) -> str:
         return f"snapshot:{self.date}:{self.taken_at}"
