@@ -18,6 +18,7 @@ from assetsync import __version__
 from assetsync.config import ConfigError, Settings, find_default_config, load_settings, redacted
 from assetsync.events import TaskName, TaskResult
 from assetsync.logs import setup_logging
+from assetsync.outcome import missing
 from assetsync.progress import ProgressBar
 from assetsync.runner import Stack, install_signal_handlers
 from assetsync.service import SERVICE_MODULES
@@ -355,13 +356,17 @@ def print_summary(r: TaskResult, stored: bool) -> None:
     when = datetime.fromtimestamp(r.started_at / 1000).strftime("%Y-%m-%d %H:%M:%S")
     counts = f"{r.records}/{r.total}" if r.total else str(r.records)
     print(f"{label}: {r.status} — {counts} in {r.duration:.1f}s (started {when}, source {r.source})")
+    why = missing(r)  # a count short of its total always comes with the reason
+    if why:
+        print(f"  {why}")
     if r.message:
         print(f"  {r.message}")
     if r.data_as_of:
         print(f"  data as of {r.data_as_of}")
     for e in r.errors[:20]:
         qty = f" (quantity {e.quantity:g})" if e.quantity is not None else ""
-        print(f"  {e.kind}: {e.asset}{qty} — {e.reason}")
+        part = f" [{e.part}]" if e.part else ""
+        print(f"  {e.kind}{part}: {e.asset}{qty} — {e.reason}")
     if len(r.errors) > 20:
         print(f"  … and {len(r.errors) - 20} more")
     print(f"  stored: {'yes' if stored else 'not confirmed (is the store running?)'}")

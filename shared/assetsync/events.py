@@ -154,6 +154,7 @@ class AssetError(msgspec.Struct, kw_only=True, omit_defaults=True):
     reason: str
     kind: str = "failed"  # failed / unpriced / skipped
     quantity: float | None = None
+    part: str = ""  # which part of the run failed for it: prices / klines / trades / cost
 
 
 class TaskResult(Event, tag="result.v1"):
@@ -172,6 +173,7 @@ class TaskResult(Event, tag="result.v1"):
     # The complete set of assets discovered (None when discovery itself failed): sinks drop the rest.
     assets: list[str] | None = None
     data_as_of: str = ""  # e.g. the NAV date for funds
+    dust: list[str] = msgspec.field(default_factory=list)  # held, but below min_value: left out
 
     @property
     def duration(self) -> float:
