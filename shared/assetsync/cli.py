@@ -20,8 +20,9 @@ from assetsync.events import TaskName, TaskResult
 from assetsync.logs import setup_logging
 from assetsync.outcome import missing
 from assetsync.progress import ProgressBar
-from assetsync.runner import Stack, install_signal_handlers
+from assetsync.runner import Stack, install_reload_handler, install_signal_handlers, read_state
 from assetsync.service import SERVICE_MODULES
+from assetsync.subjects import Topology
 from assetsync.tasks import TASK_OWNER, TaskTimeout, request_task
 
 log = logging.getLogger("assetsync.cli")
@@ -109,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("check-config", help="validate the configuration (exit 2 on the first problem)")
+    _common(p)
+
+    p = sub.add_parser("reload", help="re-read the config into the running stack (same as SIGHUP to `up`)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the stack's answers")
     _common(p)
     return parser
 
@@ -221,6 +226,8 @@ async def _up(settings: Settings, names: list[str], *, exit_if_off: bool = False
 
             settings = await start_demo(settings, outer)
         async with Stack(settings, names) as stack:
+            await stack.serve_reload()
+            install_reload_handler(stack.reload)
             took = asyncio.get_running_loop().time() - started
             _print_parts(stack)
             if exit_if_off and not stack.running:
@@ -465,6 +472,42 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return asyncio.run(run_replay(settings, args.output, args.since, force=args.force))
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Ask the stack running on this data dir (or at nats.url) to re-read its config; print each answer."""
+    try:
+        settings = load(args)
+    except ConfigError as exc:
+        print(f"assetsync: config error: {exc}", file=sys.stderr)
+        print("  not sent: the running stack keeps its current config", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(None, "WARNING")
+    if not _stack_running(settings):
+        print(
+            f"assetsync: no stack is running on {settings.data_dir} (start one with `assetsync up`)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    url = settings.config.nats.url or str((read_state(settings.data_dir) or {}).get("nats_url", ""))
+    return asyncio.run(_reload(url, Topology(settings.config.nats.prefix), args.timeout))
+
+
+async def _reload(url: str, topo: Topology, timeout: float) -> int:
+    from assetsync import bus
+    from assetsync.reload import reload_subject, request_reload
+
+    nc = await bus.connect(url, name="assetsync:reload", log=log)
+    try:
+        outcomes = await request_reload(nc, reload_subject(topo), wait=timeout)
+    finally:
+        await nc.drain()
+    if not outcomes:
+        print(f"assetsync: no answer from the stack at {url} within {timeout:g}s", file=sys.stderr)
+        return EXIT_FAILED
+    for o in outcomes:
+        print(f"{o.instance or 'stack'}: {'reloaded' if o.ok else 'kept its config'} — {o.message}")
+    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_FAILED
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check-config": cmd_check_config,
     "up": cmd_up,
@@ -474,6 +517,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "setup-tables": cmd_setup_tables,
     "backup": cmd_backup,
     "replay": cmd_replay,
+    "reload": cmd_reload,
 }
 
 

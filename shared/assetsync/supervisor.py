@@ -242,6 +242,13 @@ class Supervisor:
             to.write(prefix + text + "\n")
             to.flush()
 
+    def forward(self, sig: signal.Signals) -> None:
+        """Pass a signal (SIGHUP: reload the config) on to every live child."""
+        for c in self.children:
+            if c.proc is not None and c.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    c.proc.send_signal(sig)
+
     async def _stop_all(self) -> None:
         live = [c for c in self.children if c.proc is not None and c.proc.returncode is None]
         for c in live:
@@ -314,6 +321,8 @@ async def run_processes(
             return 1
         specs = plan(replicas, metrics_port=settings.config.metrics.port)
         sup = Supervisor(specs, nats_url=url, cli_args=cli_args, out=o)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, sup.forward, signal.SIGHUP)
         embedded = " (embedded)" if owner.server is not None else ""
         o.write(f"assetsync up --processes: {len(specs)} processes\n")
         o.write(

@@ -159,6 +159,15 @@ class CryptoSync:
     def _now(self) -> int:
         return int(self.clock() * 1000)
 
+    async def reconfigure(self, settings: Settings, exchange: AssetsyncBinance | None = None) -> None:
+        """New settings between runs (a config reload); a new exchange client replaces the old one."""
+        async with self._lock:
+            self.settings = settings
+            self.conf = settings.config.asset_sync.assets.crypto
+            if exchange is not None:
+                old, self.exchange = self.exchange, exchange
+                await old.close()
+
     async def _call(self, endpoint: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         async with self._sem:
             if self._on_call is not None:

@@ -48,10 +48,10 @@ class FundCollector:
         self.scheduler: Scheduler | None = None
         self.last: TaskResult | None = None
         self._warm: asyncio.Task[None] | None = None
+        self._run_lock = asyncio.Lock()  # a reload waits for the run in progress
 
     async def start(self, stack: AsyncExitStack) -> None:
-        if self.feishu is not None:
-            stack.push_async_callback(self.feishu.aclose)  # unwinds last: after the consumer drained
+        stack.push_async_callback(self._close_feishu)  # unwinds last: after the consumer drained
         # Build the trading calendar in the background now, so the 09:00 check is instant.
         self._warm = asyncio.create_task(self._warm_calendar(), name="fund-calendar-warm")
         stack.push_async_callback(self._stop_warm)
@@ -64,9 +64,23 @@ class FundCollector:
 
     async def run(self, cmd: TaskCommand) -> TaskResult:
         """One fund sync for a command (scheduled or `assetsync task fund`, which runs any day)."""
-        result = await self.sync.run(cmd.command_id, self.rt.publisher.publish)
+        async with self._run_lock:
+            result = await self.sync.run(cmd.command_id, self.rt.publisher.publish)
         self.last = result
         return result
+
+    async def reload(self, settings: Settings) -> None:
+        """A new config from the next run on (a renewed cookie, other funds, holidays)."""
+        async with self._run_lock:
+            self.calendar.holidays = frozenset(settings.holidays)
+            old = self.feishu
+            self.sync, self.feishu = make_sync(self.rt, settings, calendar=self.calendar)
+            if old is not None:
+                await old.aclose()
+
+    async def _close_feishu(self) -> None:
+        if self.feishu is not None:
+            await self.feishu.aclose()
 
     async def is_run_day(self, slot: datetime) -> bool:
         """The scheduled job runs only on XSHG trading days (the slot's date in Shanghai)."""
@@ -102,7 +116,9 @@ def build(rt: Runtime) -> Service | Disabled:
     return FundCollector(rt, sync, sync.calendar or TradingCalendar(), feishu)
 
 
-def make_sync(rt: Runtime, settings: Settings) -> tuple[FundSync, FeishuClient | None]:
+def make_sync(
+    rt: Runtime, settings: Settings, *, calendar: TradingCalendar | None = None
+) -> tuple[FundSync, FeishuClient | None]:
     """The FundSync for these settings (at start, and again on a config reload)."""
     funds = settings.config.asset_sync.assets.funds
     sources: list[FundSource] = []
@@ -114,7 +130,7 @@ def make_sync(rt: Runtime, settings: Settings) -> tuple[FundSync, FeishuClient |
         log.warning("collector-fund: %s", NO_FUNDS_LINE)
     # Manual entries come last so their quantity / avg_cost override the 持仓 row's.
     sources.append(ManualFunds(funds.manual))
-    calendar = TradingCalendar(holidays=settings.holidays)
+    calendar = calendar or TradingCalendar(holidays=settings.holidays)
     client = SnowballClient(settings.config.asset_sync.xueqiu, metrics=rt.metrics)
     seen = SeenFile(settings.data_dir / "state" / "collector-fund.json")
     return FundSync(client, sources, funds.ignore, calendar=calendar, seen=seen), feishu
