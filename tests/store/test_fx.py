@@ -18,7 +18,9 @@ from assetsync.fx import FxError, ecb_cross, parse_ecb
 from assetsync.metrics import Metrics
 from assetsync.runtime import Runtime, open_runtime
 from assetsync.tasks import request_task
+from assetsync_feishu_writer.rows import log_cells
 from assetsync_store.service import StoreService, build
+from nats.aio.msg import Msg
 
 from tests.helpers import wait_for
 
@@ -115,6 +117,14 @@ def test_bad_documents_are_no_rate_with_a_reason() -> None:
 async def test_snapshot_converts_with_the_ecb_rate_and_records_it(fx_store: Factory) -> None:
     h: FxHarness = await fx_store()
     await h.hold(usdt("BTC", 1, 1000.0, 800.0), fund("SH510300", 100, 4.0))
+    published: list[ev.Snapshot] = []
+
+    async def on_snapshot(msg: Msg) -> None:
+        got = h.rt.codec.decode(msg.data)
+        if isinstance(got, ev.Snapshot):
+            published.append(got)
+
+    await h.rt.nc.subscribe(h.rt.topo.snapshot(), cb=on_snapshot)
     result, stored = await request_task(h.rt, "snapshot", timeout=30)
     assert result.status == "success" and stored, result.message
     rate = h.ecb.rate_on("CNY", FRIDAY_EVENING.date()) / h.ecb.rate_on("USD", FRIDAY_EVENING.date())
@@ -130,6 +140,10 @@ async def test_snapshot_converts_with_the_ecb_rate_and_records_it(fx_store: Fact
     kept = await h.rows("SELECT currency, base, rate_date FROM fx_rates")
     assert kept == [{"currency": "USDT", "base": "CNY", "rate_date": "2026-12-04"}]
     assert h.ecb.switch.count(DAILY_PATH) == 1
+    # The Snapshot event carries it too (additive field), and the 日志 row shows it.
+    (snap_event,) = await wait_for(lambda: published, what="the snapshot event")
+    assert snap_event.fx == {"USDT": ev.FxRate(rate=pytest.approx(rate), date="2026-12-04", source="ecb")}
+    assert "USDT→CNY" in log_cells(result)["错误信息"] and "2026-12-04" in log_cells(result)["错误信息"]
 
 
 async def test_manual_rate_wins_and_source_is_not_asked(fx_store: Factory) -> None:
