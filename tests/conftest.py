@@ -54,7 +54,12 @@ def make_settings(tmp_path: Path, prefix: str) -> Any:
     """Build Settings in a temp data dir, with this test's NATS prefix; pass overrides as nested dicts."""
 
     def make(overrides: dict[str, Any] | None = None, **kw: Any) -> Settings:
-        base: dict[str, Any] = {"nats": {"prefix": prefix}, "metrics": {"port": 0}}
+        # No internet in tests: the FX source is off unless a test points it at the ECB emulator.
+        base: dict[str, Any] = {
+            "nats": {"prefix": prefix},
+            "metrics": {"port": 0},
+            "asset_sync": {"fx": {"source": "none"}},
+        }
         if overrides:
             deep_merge(base, overrides)
         return load_settings(

@@ -19,9 +19,18 @@ from assetsync import __version__
 from assetsync.config import ConfigError, Settings, find_default_config, load_settings, redacted
 from assetsync.events import TaskName, TaskResult
 from assetsync.logs import setup_logging
+from assetsync.outcome import missing
 from assetsync.progress import ProgressBar
-from assetsync.runner import Stack, StartError, StopGuard, install_signal_handlers
+from assetsync.runner import (
+    Stack,
+    StartError,
+    StopGuard,
+    install_reload_handler,
+    install_signal_handlers,
+    read_state,
+)
 from assetsync.service import SERVICE_MODULES
+from assetsync.subjects import Topology
 from assetsync.tasks import TASK_OWNER, TaskTimeout, request_task
 
 log = logging.getLogger("assetsync.cli")
@@ -126,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--site", default="", help="another site's id (its sync_gateway.site_id); default: this site"
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p = sub.add_parser("reload", help="re-read the config into the running stack (same as SIGHUP to `up`)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the stack's answers")
     _common(p)
     return parser
 
@@ -261,6 +272,8 @@ async def _up(
                 raise
             guard.owner = stack.nats
             outer.push_async_exit(stack.__aexit__)
+            await stack.serve_reload()
+            install_reload_handler(stack.reload)
             took = asyncio.get_running_loop().time() - started
             _print_parts(stack)
             if exit_if_off and not stack.running:
@@ -431,13 +444,17 @@ def print_summary(r: TaskResult, stored: bool) -> None:
     when = datetime.fromtimestamp(r.started_at / 1000).strftime("%Y-%m-%d %H:%M:%S")
     counts = f"{r.records}/{r.total}" if r.total else str(r.records)
     print(f"{label}: {r.status} — {counts} in {r.duration:.1f}s (started {when}, source {r.source})")
+    why = missing(r)  # a count short of its total always comes with the reason
+    if why:
+        print(f"  {why}")
     if r.message:
         print(f"  {r.message}")
     if r.data_as_of:
         print(f"  data as of {r.data_as_of}")
     for e in r.errors[:20]:
         qty = f" (quantity {e.quantity:g})" if e.quantity is not None else ""
-        print(f"  {e.kind}: {e.asset}{qty} — {e.reason}")
+        part = f" [{e.part}]" if e.part else ""
+        print(f"  {e.kind}{part}: {e.asset}{qty} — {e.reason}")
     if len(r.errors) > 20:
         print(f"  … and {len(r.errors) - 20} more")
     print(f"  stored: {'yes' if stored else 'not confirmed (is the store running?)'}")
@@ -568,6 +585,42 @@ def cmd_holdings(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Ask the stack running on this data dir (or at nats.url) to re-read its config; print each answer."""
+    try:
+        settings = load(args)
+    except ConfigError as exc:
+        print(f"assetsync: config error: {exc}", file=sys.stderr)
+        print("  not sent: the running stack keeps its current config", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(None, "WARNING")
+    if not _stack_running(settings):
+        print(
+            f"assetsync: no stack is running on {settings.data_dir} (start one with `assetsync up`)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    url = settings.config.nats.url or str((read_state(settings.data_dir) or {}).get("nats_url", ""))
+    return asyncio.run(_reload(url, Topology(settings.config.nats.prefix), args.timeout))
+
+
+async def _reload(url: str, topo: Topology, timeout: float) -> int:
+    from assetsync import bus
+    from assetsync.reload import reload_subject, request_reload
+
+    nc = await bus.connect(url, name="assetsync:reload", log=log)
+    try:
+        outcomes = await request_reload(nc, reload_subject(topo), wait=timeout)
+    finally:
+        await nc.drain()
+    if not outcomes:
+        print(f"assetsync: no answer from the stack at {url} within {timeout:g}s", file=sys.stderr)
+        return EXIT_FAILED
+    for o in outcomes:
+        print(f"{o.instance or 'stack'}: {'reloaded' if o.ok else 'kept its config'} — {o.message}")
+    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_FAILED
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "gen-token": cmd_gen_token,
     "check-config": cmd_check_config,
@@ -579,6 +632,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "backup": cmd_backup,
     "replay": cmd_replay,
     "holdings": cmd_holdings,
+    "reload": cmd_reload,
 }
 
 

@@ -7,7 +7,8 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,10 +101,35 @@ class CryptoAssets(_Base):
     kline_backfill_hours: int = 24 * 7
 
 
+class ManualFund(_Base):
+    """A fund listed by hand (instead of, or on top of, the Feishu 持仓 rows): its code and position."""
+
+    code: str = ""
+    symbol: str = ""  # the name crypto's manual entries use; either one may be given
+    quantity: float | None = None
+    avg_cost: float | None = None
+    name: str = ""
+
+    @property
+    def fund_code(self) -> str:
+        return (self.code or self.symbol).strip()
+
+
 class FundAssets(_Base):
     auto_discover: bool = True
     ignore: list[str] = msgspec.field(default_factory=list)
-    manual: list[ManualAsset] = msgspec.field(default_factory=list)
+    manual: list[ManualFund] = msgspec.field(default_factory=list)
+
+
+def _check_fund_manual(funds: FundAssets, source: str) -> None:
+    for i, entry in enumerate(funds.manual):
+        key = f"asset_sync.assets.funds.manual[{i}]"
+        if not entry.fund_code:
+            raise ConfigError(f"{key}.code", "required: the fund code, e.g. SH510300 or 110011", source)
+        if entry.code and entry.symbol and entry.code.strip() != entry.symbol.strip():
+            raise ConfigError(f"{key}.symbol", f"differs from code {entry.code!r}: give one of them", source)
+        if entry.quantity is not None and entry.quantity < 0:
+            raise ConfigError(f"{key}.quantity", "expected a quantity >= 0", source)
 
 
 class AssetsConf(_Base):
@@ -150,6 +176,24 @@ class ViewsConf(_Base):
     combined: bool = False
 
 
+# --- FX (CONTRACTS §6): where rates come from when `fx_rates` does not name a currency ---------
+class FxConf(_Base):
+    source: Literal["ecb", "none"] = "ecb"
+    base_url: str = "https://www.ecb.europa.eu"
+    max_age_days: float = 7.0
+    # The whole fetch (connect, answer, one retry) must fit in this: a snapshot never hangs on it.
+    timeout_seconds: float = 10.0
+
+
+def _check_fx(a: AssetSync, source: str) -> None:
+    if a.fx.max_age_days < 0:
+        raise ConfigError("asset_sync.fx.max_age_days", "expected a number of days >= 0", source)
+    if not 0 < a.fx.timeout_seconds <= 120:
+        raise ConfigError("asset_sync.fx.timeout_seconds", "expected seconds in (0, 120]", source)
+    if a.fx.source != "none" and not a.fx.base_url.startswith(("http://", "https://")):
+        raise ConfigError("asset_sync.fx.base_url", "expected an http:// or https:// URL", source)
+
+
 class AssetSync(_Base):
     binance: BinanceConf = msgspec.field(default_factory=BinanceConf)
     xueqiu: XueqiuConf = msgspec.field(default_factory=XueqiuConf)
@@ -163,6 +207,7 @@ class AssetSync(_Base):
     base_currency: str = "CNY"
     fx_rates: dict[str, float] = msgspec.field(default_factory=dict)
     views: ViewsConf = msgspec.field(default_factory=ViewsConf)
+    fx: FxConf = msgspec.field(default_factory=FxConf)
 
 
 class NatsConf(_Base):
@@ -269,6 +314,10 @@ class Settings:
     timezone: str
     schedules: tuple[Schedule, ...]
     demo: bool = False
+    # Market holidays named in `asset_sync.scheduler.holidays` (override the XSHG calendar).
+    holidays: tuple[date, ...] = ()
+    # What `load_settings` merged over the file (the demo's emulator URLs), so a reload keeps them.
+    overrides: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def site_id(self) -> str:
@@ -372,6 +421,8 @@ def _check_scheduler(raw: dict[str, Any], source: str) -> tuple[str, tuple[Sched
     entries: dict[str, ScheduleEntry] = dict(DEFAULT_SCHEDULES)
     for key, value in raw.items():
         dotted = f"asset_sync.scheduler.{key}"
+        if key == "holidays":
+            continue  # dates, checked in `_check_holidays`
         if key == "timezone":
             if not isinstance(value, str):
                 raise ConfigError(dotted, "expected a timezone name such as Asia/Shanghai", source)
@@ -380,7 +431,9 @@ def _check_scheduler(raw: dict[str, Any], source: str) -> tuple[str, tuple[Sched
         base = next((k for k in TASK_SCHEDULE_KEYS if key == k or key.startswith(k + "_")), None)
         if base is None:
             raise ConfigError(
-                dotted, f"unknown key (expected one of {', '.join(TASK_SCHEDULE_KEYS)} or timezone)", source
+                dotted,
+                f"unknown key (expected one of {', '.join(TASK_SCHEDULE_KEYS)}, timezone or holidays)",
+                source,
             )
         try:
             entry = msgspec.convert(value, ScheduleEntry)
@@ -415,6 +468,27 @@ def _check_scheduler(raw: dict[str, Any], source: str) -> tuple[str, tuple[Sched
         if e.enabled
     )
     return tz, out
+
+
+def _check_holidays(raw: Any, source: str) -> tuple[date, ...]:
+    """`asset_sync.scheduler.holidays`: dates (YYYY-MM-DD) on which the market is closed."""
+    key = "asset_sync.scheduler.holidays"
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(key, 'expected a list of dates such as ["2027-02-08", "2027-02-09"]', source)
+    out: list[date] = []
+    for i, value in enumerate(raw):
+        if isinstance(value, datetime):
+            value = value.date()
+        if isinstance(value, date):
+            out.append(value)
+            continue
+        try:
+            out.append(date.fromisoformat(str(value).strip()))
+        except ValueError:
+            raise ConfigError(f"{key}[{i}]", f"{value!r} is not a date (YYYY-MM-DD)", source) from None
+    return tuple(sorted(set(out)))
 
 
 def _check_credentials(cfg: Config, explicit: dict[str, Any], source: str) -> None:
@@ -465,6 +539,8 @@ def _check_credentials(cfg: Config, explicit: dict[str, Any], source: str) -> No
     for cur, rate in a.fx_rates.items():
         if rate <= 0:
             raise ConfigError(f"asset_sync.fx_rates.{cur}", "expected a positive rate", source)
+    _check_fx(a, source)
+    _check_fund_manual(a.assets.funds, source)
     gw = cfg.sync_gateway
     if not 0 <= gw.port <= 65535:
         raise ConfigError("sync_gateway.port", "expected a TCP port 0-65535", source)
@@ -568,6 +644,7 @@ def load_settings(
     except msgspec.ValidationError as exc:
         raise _msgspec_error(exc, source) from exc
     tz, schedules = _check_scheduler(sched_raw, source)
+    holidays = _check_holidays(sched_raw.get("holidays"), source)
     _check_credentials(cfg, raw, source)
     _check_gateway_exposure(cfg, source)
 
@@ -588,6 +665,19 @@ def load_settings(
         timezone=tz,
         schedules=schedules,
         demo=demo,
+        holidays=holidays,
+        overrides=dict(overrides or {}),
+    )
+
+
+def reload_settings(old: Settings) -> Settings:
+    """Re-read the config `old` came from (same file, data dir, log dir and overrides). Raises ConfigError."""
+    return load_settings(
+        old.config_path,
+        data_dir=old.data_dir,
+        log_dir=old.log_dir,
+        overrides=old.overrides,
+        demo=old.demo,
     )
 
 

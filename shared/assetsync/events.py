@@ -166,6 +166,7 @@ class AssetError(msgspec.Struct, kw_only=True, omit_defaults=True):
     reason: str
     kind: str = "failed"  # failed / unpriced / skipped
     quantity: float | None = None
+    part: str = ""  # which part of the run failed for it: prices / klines / trades / cost
 
 
 class TaskResult(Event, tag="result.v1"):
@@ -184,6 +185,7 @@ class TaskResult(Event, tag="result.v1"):
     # The complete set of assets discovered (None when discovery itself failed): sinks drop the rest.
     assets: list[str] | None = None
     data_as_of: str = ""  # e.g. the NAV date for funds
+    dust: list[str] = msgspec.field(default_factory=list)  # held, but below min_value: left out
 
     @property
     def duration(self) -> float:
@@ -195,6 +197,14 @@ class TaskResult(Event, tag="result.v1"):
 
     def key(self) -> str:
         return site_key(self, f"result:{self.command_id}")
+
+
+class FxRate(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A rate a snapshot converted with: base units per unit, its reference date, where it came from."""
+
+    rate: float
+    date: str = ""  # YYYY-MM-DD of the rate ("" for manual rates)
+    source: str = ""  # manual / ecb / "ecb (stored)"
 
 
 class Snapshot(Event, tag="snapshot.v1"):
@@ -210,6 +220,7 @@ class Snapshot(Event, tag="snapshot.v1"):
     taken_at: int
     command_id: str = ""
     by_currency: dict[str, float] = msgspec.field(default_factory=dict)
+    fx: dict[str, FxRate] = msgspec.field(default_factory=dict)  # currency -> the rate used
 
     def key(self) -> str:
         return site_key(self, f"snapshot:{self.date}:{self.taken_at}")

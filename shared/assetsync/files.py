@@ -1,4 +1,4 @@
-"""Writing files that may hold secrets: private from the first byte, atomic, durable."""
+"""The one way files are written: atomic, durable, and private from the first byte."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 
 
-def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace `path` atomically with `data`: created `mode` (0600), fsynced, then the folder fsynced.
 
-    `os.open(..., mode)` makes the file private before a byte is written (a `chmod` afterwards leaves a
-    window where others can open it); the folder's fsync makes the rename itself survive a crash.
+    Readers see the old or the new file, never a mix. `os.open(..., mode)` makes the file private
+    before a byte is written (a `chmod` afterwards leaves a window where others can open it); the
+    folder's fsync makes the rename itself survive a crash.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -15,7 +15,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from assetsync.embedded import EmbeddedNats, EmbeddedNatsError
 from assetsync.events import ServiceLifecycle
 from assetsync.health import HealthServer
 from assetsync.metrics import Metrics
+from assetsync.reload import ReloadOutcome, reload_into, reload_subject
 from assetsync.runtime import Runtime, open_runtime
 from assetsync.service import SERVICE_MODULES, Disabled, Service, factory
 
@@ -277,6 +278,7 @@ class Stack:
     ready: bool = False
     _stack: AsyncExitStack | None = None
     _starting: str = "nats"
+    _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def __aenter__(self) -> Stack:
         stack = AsyncExitStack()
@@ -410,6 +412,34 @@ class Stack:
                     )
                 )
 
+    # --- config reload (SIGHUP to `up`, `assetsync reload`) ------------------------------------
+    async def reload(self) -> ReloadOutcome:
+        """Re-read the config into the running services; an invalid config keeps the old one."""
+        rt = self.rt
+        assert rt is not None
+        running: dict[str, object] = {p.name: p.service for p in self.parts if p.service is not None}
+
+        def adopt(new: Settings) -> None:
+            self.settings = new
+            rt.settings = new
+
+        async with self._reload_lock:
+            return await reload_into(self.settings, running, adopt, instance=rt.instance)
+
+    async def serve_reload(self) -> None:
+        """Answer `assetsync reload` requests on this stack's control subject until the stack closes."""
+        rt, stack = self.rt, self._stack
+        assert rt is not None and stack is not None
+
+        async def on_request(msg: Any) -> None:
+            outcome = await self.reload()
+            if msg.reply:
+                with contextlib.suppress(Exception):
+                    await rt.nc.publish(msg.reply, outcome.to_json())
+
+        sub = await rt.nc.subscribe(reload_subject(rt.topo), cb=on_request)
+        stack.push_async_callback(sub.unsubscribe)
+
     @property
     def running(self) -> list[Service]:
         return [p.service for p in self.parts if p.service is not None]
@@ -499,6 +529,20 @@ class StopGuard:
             with contextlib.suppress(Exception):
                 self.owner.server.stop(timeout=1.0)
         os._exit(self.code)
+
+
+def install_reload_handler(reload: Callable[[], Coroutine[Any, Any, object]]) -> None:
+    """SIGHUP runs `reload` (one at a time is the reload's own business; a failure is logged there)."""
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[object]] = set()
+
+    def on_hup() -> None:
+        task: asyncio.Task[object] = loop.create_task(reload())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
 
 
 def install_signal_handlers(stop: asyncio.Event, guard: StopGuard | None = None) -> None:

@@ -242,6 +242,13 @@ class Supervisor:
             to.write(prefix + text + "\n")
             to.flush()
 
+    def forward(self, sig: signal.Signals) -> None:
+        """Pass a signal (SIGHUP: reload the config) on to every live child."""
+        for c in self.children:
+            if c.proc is not None and c.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    c.proc.send_signal(sig)
+
     async def _stop_all(self) -> None:
         live = [c for c in self.children if c.proc is not None and c.proc.returncode is None]
         for c in live:
@@ -328,6 +335,8 @@ async def run_processes(
             watch = asyncio.create_task(owner.supervise(), name="supervise:nats-server")
             # The server kept dying: stop everything and exit 1 so an outer supervisor acts.
             watch.add_done_callback(lambda _: stop.set() if owner.failed.is_set() else None)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, sup.forward, signal.SIGHUP)
         embedded = " (embedded)" if owner.server is not None else ""
         o.write(f"assetsync up --processes: {len(specs)} processes\n")
         o.write(

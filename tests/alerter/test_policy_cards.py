@@ -72,3 +72,26 @@ def test_partial_backup_lifecycle_and_recovered_colors() -> None:
     assert lc["header"]["template"] == "blue" and "alerter, store" in json.dumps(lc, ensure_ascii=False)
     rc = cards.recovered_card("基金同步 (fund_sync)", since=T0, now=T0 + 5, tz="UTC", footer="f")
     assert rc["header"]["template"] == "green"
+
+
+def test_a_part_failing_for_every_asset_alerts_red_under_the_seed_policy(make_settings: object) -> None:
+    from typing import Any
+
+    from assetsync_alerter.service import Alerter
+
+    settings = make_settings(  # type: ignore[operator]
+        {"asset_sync": {"alerts": {"alert_on_partial_success": False, "feishu_webhook": "https://x/hook"}}}
+    )
+    alerter = Alerter(settings)
+    errors = [AssetError(asset=a, reason=f"klines {a}/USDT: HTTP 503", part="klines") for a in ("BTC", "ETH")]
+    run = failed(message="klines failed for every asset (2): klines BTC/USDT: HTTP 503", errors=errors,
+                 records=0, total=2)  # fmt: skip
+    now = run.finished_at + 1000
+    out: Any = alerter.plan_one(run, now)
+    assert out is not None and out.card["header"]["template"] == "red"
+    text = json.dumps(out.card, ensure_ascii=False)
+    assert "klines failed for every asset" in text and "**BTC** (klines)" in text
+    # The same run reported as partial would have stayed silent under alert_on_partial_success: false.
+    quiet = TaskResult(**{**{f: getattr(run, f) for f in run.__struct_fields__}, "status": "partial",
+                          "command_id": "c2"})  # fmt: skip
+    assert Alerter(settings).plan_one(quiet, now) is None

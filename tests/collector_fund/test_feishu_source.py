@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from assetsync.config import ManualAsset, XueqiuConf
+from assetsync.config import ManualFund, XueqiuConf
 from assetsync.events import Event, Holding
 from assetsync.feishu import schema as fs
 from assetsync_collector_fund.discovery import ManualFunds
@@ -38,7 +38,7 @@ async def test_fund_rows_of_the_holdings_table_are_synced(
             assert (found["SH510300"].quantity, found["SH510300"].avg_cost) == (1200, 3.61)
             assert found["005827"].avg_cost is None and found["005827"].origin == "feishu"
 
-            manual = ManualFunds([ManualAsset(symbol="161725", avg_cost=0.95)])
+            manual = ManualFunds([ManualFund(symbol="161725", avg_cost=0.95)])
             sync = FundSync(SnowballClient(xq_conf), [source, manual], [], clock=lambda: emu.clock())
             published: list[Event] = []
 

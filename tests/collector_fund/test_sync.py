@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from assetsync.config import ManualAsset, XueqiuConf
+from assetsync.config import ManualFund, XueqiuConf
 from assetsync.events import Event, Holding, PriceTick, TaskResult
 from assetsync_collector_fund.discovery import FundPosition, ManualFunds
 from assetsync_collector_fund.snowball import COOKIE_EXPIRED, SnowballClient
@@ -17,10 +17,10 @@ from assetsync_emulators.common import Fault
 from assetsync_emulators.xueqiu import SHANGHAI, XueqiuEmulator
 
 HOLDINGS = [
-    ManualAsset(symbol="SH510300", quantity=1000, avg_cost=3.5),
-    ManualAsset(symbol="sz159915", quantity=2000),
-    ManualAsset(symbol="110011", quantity=300.5, avg_cost=3.9),
-    ManualAsset(symbol="161725", quantity=5000, avg_cost=1.1),
+    ManualFund(symbol="SH510300", quantity=1000, avg_cost=3.5),
+    ManualFund(symbol="sz159915", quantity=2000),
+    ManualFund(symbol="110011", quantity=300.5, avg_cost=3.9),
+    ManualFund(symbol="161725", quantity=5000, avg_cost=1.1),
 ]
 
 
@@ -46,7 +46,7 @@ class BrokenSource:
 def make_sync(
     emu: XueqiuEmulator,
     conf: XueqiuConf,
-    manual: Sequence[ManualAsset] = HOLDINGS,
+    manual: Sequence[ManualFund] = HOLDINGS,
     *,
     ignore: Sequence[str] = (),
     sources: Sequence[Any] = (),
@@ -107,8 +107,8 @@ async def test_expired_cookie_fails_the_task_with_the_fix(emu: XueqiuEmulator, x
 async def test_unknown_fund_code_fails_only_that_fund(emu: XueqiuEmulator, xq_conf: XueqiuConf) -> None:
     manual = [
         *HOLDINGS,
-        ManualAsset(symbol="999999", quantity=10),
-        ManualAsset(symbol="SH599999", quantity=1),
+        ManualFund(symbol="999999", quantity=10),
+        ManualFund(symbol="SH599999", quantity=1),
     ]
     result, out = await run(make_sync(emu, xq_conf, manual))
     assert result.status == "partial"
@@ -155,7 +155,7 @@ async def test_everything_down_fails_the_task(emu: XueqiuEmulator, xq_conf: Xueq
 
 
 async def test_ignore_rules_and_bad_codes(emu: XueqiuEmulator, xq_conf: XueqiuConf) -> None:
-    manual = [*HOLDINGS, ManualAsset(symbol="BTC", quantity=1)]
+    manual = [*HOLDINGS, ManualFund(symbol="BTC", quantity=1)]
     result, out = await run(make_sync(emu, xq_conf, manual, ignore=["sz*", "1617*"]))
     assert set(out.of(Holding)) == {"SH510300", "110011"}
     assert "ignored SZ159915, 161725" in result.message
@@ -174,7 +174,7 @@ async def test_manual_entries_override_another_source(emu: XueqiuEmulator, xq_co
                 FundPosition("005827", 1200, 2.0, "", "feishu"),
             ]
 
-    manual = [ManualAsset(symbol="SH510300", avg_cost=3.6)]
+    manual = [ManualFund(symbol="SH510300", avg_cost=3.6)]
     result, out = await run(make_sync(emu, xq_conf, manual, sources=[Sheet()]))
     assert result.status == "success"
     h = out.of(Holding)
@@ -195,7 +195,7 @@ async def test_a_source_failing_makes_the_run_partial_and_the_set_incomplete(
 async def test_fund_without_quantity_is_priced_but_no_holding(
     emu: XueqiuEmulator, xq_conf: XueqiuConf
 ) -> None:
-    result, out = await run(make_sync(emu, xq_conf, [ManualAsset(symbol="110011")]))
+    result, out = await run(make_sync(emu, xq_conf, [ManualFund(symbol="110011")]))
     assert result.status == "success"
     assert "110011" in out.of(PriceTick) and out.of(Holding) == {}
     assert result.errors[0].kind == "skipped"

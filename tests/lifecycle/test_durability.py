@@ -12,10 +12,10 @@ from pathlib import Path
 
 from assetsync import events as ev
 from assetsync.config import load_settings
-from assetsync.emulators.common import serve_in_thread
-from assetsync.emulators.feishu_bot import BotEmulator
 from assetsync.metrics import Metrics
 from assetsync.runtime import open_runtime
+from assetsync_emulators.common import serve_in_thread
+from assetsync_emulators.feishu_bot import BotEmulator
 from assetsync_store.db import Database
 
 from tests.helpers import wait_for, wait_for_sync

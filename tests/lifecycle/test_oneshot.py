@@ -7,8 +7,8 @@ import signal
 from collections.abc import Callable
 
 from assetsync.embedded import free_port
-from assetsync.emulators.common import Fault, serve_in_thread
-from assetsync.emulators.feishu_bot import HOOK_PATH, BotEmulator
+from assetsync_emulators.common import Fault, serve_in_thread
+from assetsync_emulators.feishu_bot import HOOK_PATH, BotEmulator
 
 from tests.helpers import wait_for_sync
 from tests.lifecycle.support import Up

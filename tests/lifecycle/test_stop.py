@@ -9,8 +9,8 @@ import threading
 import urllib.request
 from collections.abc import Callable
 
-from assetsync.emulators.common import Fault, serve_in_thread
-from assetsync.emulators.feishu import FeishuEmulator
+from assetsync_emulators.common import Fault, serve_in_thread
+from assetsync_emulators.feishu import FeishuEmulator
 
 from tests.helpers import wait_for, wait_for_sync
 from tests.lifecycle.load import EventStream, idle_keepalive_clients, stalling_server

@@ -33,6 +33,7 @@ COMMANDS = [
     ["backup", "list"],
     ["backup", "restore"],
     ["check-config"],
+    ["reload"],
 ]
 
 

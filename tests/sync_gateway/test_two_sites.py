@@ -18,15 +18,15 @@ from typing import Any
 import httpx
 from assetsync.config import Settings, load_settings
 from assetsync.embedded import EmbeddedNats
-from assetsync.emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEmulator, create_app
-from assetsync.emulators.common import serve
-from assetsync.emulators.feishu import FeishuEmulator
 from assetsync.feishu import schema as fs
 from assetsync.feishu.setup import setup_tables
 from assetsync.metrics import Metrics
 from assetsync.runtime import Runtime, open_runtime
 from assetsync.tasks import request_task
 from assetsync_collector_crypto.service import build as build_crypto
+from assetsync_emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEmulator, create_app
+from assetsync_emulators.common import serve
+from assetsync_emulators.feishu import FeishuEmulator
 from assetsync_feishu_writer.service import FeishuWriterService
 from assetsync_store.service import StoreService
 from assetsync_store.service import build as build_store

@@ -66,7 +66,10 @@ def task_name(task: str) -> str:
 
 def failing_assets(r: TaskResult) -> str:
     """`- ASSET: reason` per failing asset, capped at MAX_ASSETS."""
-    lines = [f"- **{e.asset}**: {_clip(e.reason, 200)}" for e in r.errors[:MAX_ASSETS]]
+    lines = [
+        f"- **{e.asset}**{f' ({e.part})' if e.part else ''}: {_clip(e.reason, 200)}"
+        for e in r.errors[:MAX_ASSETS]
+    ]
     if len(r.errors) > MAX_ASSETS:
         lines.append(f"- … 另有 {len(r.errors) - MAX_ASSETS} 个")
     return "\n".join(lines)

@@ -202,6 +202,12 @@ class AlerterService:
             raise RuntimeError("alerter not started")
         return self._bot
 
+    async def reload(self, settings: Settings) -> None:
+        """New alert rules (which statuses alert, the threshold, the reminder interval) at once."""
+        a = settings.config.asset_sync.alerts
+        self.alerter.settings, self.alerter.conf = settings, a
+        self.alerter.policy.reminder_ms = int(a.reminder_minutes * 60_000)
+
     async def start(self, stack: AsyncExitStack) -> None:
         if self._bot is None:
             a = self.rt.settings.config.asset_sync.alerts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from contextlib import AsyncExitStack
 
+from assetsync.config import Settings
 from assetsync.events import TaskCommand, TaskResult
 from assetsync.progress import TaskProgress
 from assetsync.runtime import Runtime
@@ -31,7 +32,7 @@ class CryptoCollector:
         self.last: TaskResult | None = None
 
     async def start(self, stack: AsyncExitStack) -> None:
-        stack.push_async_callback(self.sync.exchange.close)  # unwinds last: after the consumer drained
+        stack.push_async_callback(self._close_exchange)  # unwinds last: after the consumer drained
         consumer = task_consumer(self.rt, "crypto", self.run)
         await consumer.start()
         stack.push_async_callback(consumer.stop)
@@ -45,6 +46,15 @@ class CryptoCollector:
         result = await self.sync.run(cmd.command_id, self.rt.publisher.publish, progress)
         self.last = result
         return result
+
+    async def reload(self, settings: Settings) -> None:
+        """A new config from the next run on; new Binance keys or URL get a new exchange client."""
+        conf = settings.config.asset_sync.binance
+        exchange = make_exchange(settings) if conf != self.sync.settings.config.asset_sync.binance else None
+        await self.sync.reconfigure(settings, exchange)
+
+    async def _close_exchange(self) -> None:
+        await self.sync.exchange.close()
 
     def health(self) -> tuple[bool, str]:
         return run_health(self.scheduler, self.last)

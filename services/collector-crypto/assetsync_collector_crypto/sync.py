@@ -73,12 +73,27 @@ class RunReport:
     events: list[Event] = field(default_factory=list)
     errors: dict[str, AssetError] = field(default_factory=dict)
     trades_failed: set[str] = field(default_factory=set)  # assets whose fills must be fetched again
+    # Per part of the run (klines / trades / cost): the assets it was tried for, and failed for.
+    tried: dict[str, set[str]] = field(default_factory=dict)
+    failed_parts: dict[str, set[str]] = field(default_factory=dict)
 
-    def fail(self, asset: str, reason: str) -> None:
+    def attempt(self, part: str, asset: str) -> None:
+        self.tried.setdefault(part, set()).add(asset)
+
+    def fail(self, asset: str, reason: str, part: str) -> None:
         prev = self.errors.get(asset)
+        parts = part
         if prev is not None and prev.kind == "failed":
             reason = f"{prev.reason}; {reason}"
-        self.errors[asset] = AssetError(asset=asset, reason=reason, kind="failed")
+            parts = ",".join(sorted({*prev.part.split(","), part} - {""}))
+        self.errors[asset] = AssetError(asset=asset, reason=reason, kind="failed", part=parts)
+        self.failed_parts.setdefault(part, set()).add(asset)
+
+    def failed_everywhere(self) -> list[str]:
+        """The parts that failed for every asset they were tried for (the run is then a failure)."""
+        return sorted(
+            p for p, tried in self.tried.items() if tried and tried <= self.failed_parts.get(p, set())
+        )
 
 
 def discover(balances: Mapping[str, float], conf: CryptoAssets) -> tuple[list[Position], list[str]]:
@@ -144,6 +159,15 @@ class CryptoSync:
     def _now(self) -> int:
         return int(self.clock() * 1000)
 
+    async def reconfigure(self, settings: Settings, exchange: AssetsyncBinance | None = None) -> None:
+        """New settings between runs (a config reload); a new exchange client replaces the old one."""
+        async with self._lock:
+            self.settings = settings
+            self.conf = settings.config.asset_sync.assets.crypto
+            if exchange is not None:
+                old, self.exchange = self.exchange, exchange
+                await old.close()
+
     async def _call(self, endpoint: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         async with self._sem:
             if self._on_call is not None:
@@ -205,7 +229,10 @@ class CryptoSync:
             except AuthFailed as exc:
                 return failed(str(exc))
             except CallFailed as exc:
-                errs = [AssetError(asset=p.asset, reason=str(exc), quantity=p.quantity) for p in positions]
+                errs = [
+                    AssetError(asset=p.asset, reason=str(exc), quantity=p.quantity, part="prices")
+                    for p in positions
+                ]
                 return failed(str(exc), None, errs)
             stamps = [int(t["timestamp"]) for t in tickers.values() if t.get("timestamp")]
             ticker_ts = max(stamps) if stamps else ticker_ts
@@ -214,18 +241,20 @@ class CryptoSync:
         # Price every position; unpriced ones are named with their quantity, never priced 0.
         prices: dict[str, float] = {}
         held: list[Position] = []
+        dust: list[str] = []
         for p in positions:
             route = routes.get(p.asset)
             price = price_of(route, last) if route is not None else None
             if price is None:
                 why = "no active Binance market" if route is None else f"no price for {route.via}"
                 report.errors[p.asset] = AssetError(
-                    asset=p.asset, reason=why, kind="unpriced", quantity=p.quantity
+                    asset=p.asset, reason=why, kind="unpriced", quantity=p.quantity, part="prices"
                 )
                 held.append(p)
                 continue
             if p.quantity * price < self.conf.min_value and not p.manual:
-                continue  # dust
+                dust.append(p.asset)  # left out, but counted and named in the result
+                continue
             prices[p.asset] = price
             held.append(p)
 
@@ -288,14 +317,15 @@ class CryptoSync:
 
         errors = sorted(report.errors.values(), key=lambda e: e.asset)
         failures = [e for e in errors if e.kind == "failed"]
-        status: TaskStatus = "partial" if failures else "success"
-        ok = len(held) - len(failures) - sum(1 for e in errors if e.kind == "unpriced")
-        message = (
-            f"{len(failures)} of {len(held)} assets failed: "
-            + "; ".join(f"{e.asset}: {e.reason}" for e in failures)
-            if failures
-            else ""
-        )
+        unpriced = [e for e in errors if e.kind == "unpriced"]
+        everywhere = report.failed_everywhere()
+        if held and len(unpriced) == len(held):
+            everywhere.insert(0, "prices")
+        status: TaskStatus = "failed" if everywhere else "partial" if failures else "success"
+        ok = len(held) - len(failures) - len(unpriced)
+        message = self._message(held, failures, unpriced, dust, everywhere)
+        if everywhere:
+            log.warning("crypto sync failed: %s", message)
         return TaskResult(
             command_id=command_id,
             task="crypto",
@@ -308,7 +338,38 @@ class CryptoSync:
             errors=errors,
             message=message,
             assets=sorted(p.asset for p in held),
+            dust=sorted(dust),
         )
+
+    def _message(
+        self,
+        held: Sequence[Position],
+        failures: Sequence[AssetError],
+        unpriced: Sequence[AssetError],
+        dust: Sequence[str],
+        everywhere: Sequence[str],
+    ) -> str:
+        """What went wrong, by part, with counts: the run's 日志 错误信息 starts with this."""
+        parts = []
+        for part in everywhere:
+            hit = unpriced if part == "prices" else [e for e in failures if part in e.part.split(",")]
+            first = hit[0].reason if hit else ""
+            parts.append(f"{part} failed for every asset ({len(hit)}): {first}")
+        if failures:
+            by_part: dict[str, list[str]] = {}
+            for e in failures:
+                for part in e.part.split(","):
+                    by_part.setdefault(part, []).append(e.asset)
+            detail = "; ".join(f"{part}: {', '.join(assets)}" for part, assets in sorted(by_part.items()))
+            parts.append(f"{len(failures)} of {len(held)} assets failed ({detail})")
+        if unpriced:
+            parts.append(f"{len(unpriced)} unpriced: {', '.join(e.asset for e in unpriced)}")
+        if dust:
+            parts.append(
+                f"{len(dust)} dust hidden (< {self.conf.min_value:g} USDT, asset_sync.assets.crypto.min_value): "
+                + ", ".join(sorted(dust))
+            )
+        return "; ".join(parts)
 
     def _cost(self, p: Position, state: CryptoState) -> tuple[float | None, str]:
         if p.manual_cost is not None:
@@ -332,6 +393,7 @@ class CryptoSync:
         window_start = (now - self.conf.kline_backfill_hours * 3_600_000) // step * step
         since = max(prev + step, window_start) if prev is not None else window_start
         candles: list[Candle] = []
+        report.attempt("klines", route.asset)
         try:
             while since + step <= now:  # a candle is fetched once it has closed
                 page = await self._call(
@@ -349,7 +411,7 @@ class CryptoSync:
         except AuthFailed:
             raise
         except CallFailed as exc:
-            report.fail(route.asset, f"klines {symbol}: {exc}")
+            report.fail(route.asset, f"klines {symbol}: {exc}", "klines")
         if candles:
             report.events.append(KlineBatch(source=SOURCE, symbol=symbol, interval=interval, candles=candles))
             state.kline_last_open[key] = candles[-1].open_time
@@ -370,6 +432,8 @@ class CryptoSync:
             or now - state.trades_checked_at.get(p.asset, 0) > DAY_MS
         ]
         jobs = [(p.asset, sym) for p in due for sym in trade_markets(p.asset, markets)]
+        for asset, _ in jobs:
+            report.attempt("trades", asset)
         pages = await asyncio.gather(
             *(self._fetch_trades(sym, state) for _, sym in jobs), return_exceptions=True
         )
@@ -378,7 +442,7 @@ class CryptoSync:
             if isinstance(got, AuthFailed):
                 raise got
             if isinstance(got, CallFailed):
-                report.fail(asset, f"trades {sym}: {got}")
+                report.fail(asset, f"trades {sym}: {got}", "trades")
                 report.trades_failed.add(asset)
                 continue
             if isinstance(got, BaseException):
@@ -437,6 +501,7 @@ class CryptoSync:
             return closes.get(asset, {}).get(minute)
 
         for asset, trades in new.items():
+            report.attempt("cost", asset)
             valued: list[ValuedFill] = []
             missing = ""
             for t in sorted(trades, key=lambda t: (int(t["timestamp"]), int(t["id"]))):
@@ -470,7 +535,7 @@ class CryptoSync:
                 )
             if missing:
                 # Leave the cursors: these fills are fetched and valued again next run.
-                report.fail(asset, f"cost basis: cannot value fills in USDT ({missing})")
+                report.fail(asset, f"cost basis: cannot value fills in USDT ({missing})", "cost")
                 report.trades_failed.add(asset)
                 continue
             self._record(asset, trades, valued, state, report)

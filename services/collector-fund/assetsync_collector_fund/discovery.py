@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
-from assetsync.config import ManualAsset
+from assetsync.config import ManualFund
 from assetsync.events import AssetError
 from assetsync.ignore import ignored
 
@@ -60,12 +60,12 @@ class ManualFunds:
 
     name = "asset_sync.assets.funds.manual"
 
-    def __init__(self, entries: Sequence[ManualAsset]) -> None:
+    def __init__(self, entries: Sequence[ManualFund]) -> None:
         self._entries = list(entries)
 
     async def positions(self) -> list[FundPosition]:
         return [
-            FundPosition(normalize_code(e.symbol), e.quantity, e.avg_cost, e.name, "manual")
+            FundPosition(normalize_code(e.fund_code), e.quantity, e.avg_cost, e.name, "manual")
             for e in self._entries
         ]
 

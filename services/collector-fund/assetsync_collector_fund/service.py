@@ -8,6 +8,7 @@ import logging
 from contextlib import AsyncExitStack
 from datetime import datetime
 
+from assetsync.config import Settings
 from assetsync.events import TaskCommand, TaskResult
 from assetsync.feishu.client import FeishuClient
 from assetsync.runtime import Runtime
@@ -17,11 +18,19 @@ from assetsync.tasks import task_consumer
 
 from assetsync_collector_fund.discovery import FundSource, ManualFunds
 from assetsync_collector_fund.feishu_source import FeishuFunds
+from assetsync_collector_fund.seen import SeenFile
 from assetsync_collector_fund.snowball import SnowballClient
 from assetsync_collector_fund.sync import MARKET_TZ, FundSync
 from assetsync_collector_fund.trading_days import TradingCalendar
 
 log = logging.getLogger("assetsync.collector_fund")
+
+# Said once at start-up when no fund can ever be found (Feishu off and no manual list).
+NO_FUNDS_LINE = (
+    "no funds to sync — they are discovered from the Feishu 持仓 table, which is off: set "
+    "mcp_server.app_id, mcp_server.app_secret and asset_sync.feishu.app_token, or list them in "
+    'asset_sync.assets.funds.manual ([{"code": "SH510300", "quantity": 1000, "avg_cost": 3.85}])'
+)
 
 
 class FundCollector:
@@ -39,12 +48,12 @@ class FundCollector:
         self.scheduler: Scheduler | None = None
         self.last: TaskResult | None = None
         self._warm: asyncio.Task[None] | None = None
+        self._run_lock = asyncio.Lock()  # a reload waits for the run in progress
 
     async def start(self, stack: AsyncExitStack) -> None:
-        if self.feishu is not None:
-            stack.push_async_callback(self.feishu.aclose)  # unwinds last: after the consumer drained
+        stack.push_async_callback(self._close_feishu)  # unwinds last: after the consumer drained
         # Build the trading calendar in the background now, so the 09:00 check is instant.
-        self._warm = asyncio.create_task(self.calendar.warm(), name="fund-calendar-warm")
+        self._warm = asyncio.create_task(self._warm_calendar(), name="fund-calendar-warm")
         stack.push_async_callback(self._stop_warm)
         consumer = task_consumer(self.rt, "fund", self.run)
         await consumer.start()
@@ -55,13 +64,32 @@ class FundCollector:
 
     async def run(self, cmd: TaskCommand) -> TaskResult:
         """One fund sync for a command (scheduled or `assetsync task fund`, which runs any day)."""
-        result = await self.sync.run(cmd.command_id, self.rt.publisher.publish)
+        async with self._run_lock:
+            result = await self.sync.run(cmd.command_id, self.rt.publisher.publish)
         self.last = result
         return result
+
+    async def reload(self, settings: Settings) -> None:
+        """A new config from the next run on (a renewed cookie, other funds, holidays)."""
+        async with self._run_lock:
+            self.calendar.holidays = frozenset(settings.holidays)
+            old = self.feishu
+            self.sync, self.feishu = make_sync(self.rt, settings, calendar=self.calendar)
+            if old is not None:
+                await old.aclose()
+
+    async def _close_feishu(self) -> None:
+        if self.feishu is not None:
+            await self.feishu.aclose()
 
     async def is_run_day(self, slot: datetime) -> bool:
         """The scheduled job runs only on XSHG trading days (the slot's date in Shanghai)."""
         return await self.calendar.is_trading_day(slot.astimezone(MARKET_TZ).date())
+
+    async def _warm_calendar(self) -> None:
+        await self.calendar.warm()
+        # A month before exchange-calendars' holiday data ends, say how to keep the schedule right.
+        self.calendar.warn_if_ending(datetime.now(MARKET_TZ).date())
 
     async def _stop_warm(self) -> None:
         if self._warm is not None and not self._warm.done():
@@ -84,15 +112,25 @@ def build(rt: Runtime) -> Service | Disabled:
             else "asset_sync.xueqiu.cookies is not set"
         )
         return Disabled(why)
+    sync, feishu = make_sync(rt, settings)
+    return FundCollector(rt, sync, sync.calendar or TradingCalendar(), feishu)
+
+
+def make_sync(
+    rt: Runtime, settings: Settings, *, calendar: TradingCalendar | None = None
+) -> tuple[FundSync, FeishuClient | None]:
+    """The FundSync for these settings (at start, and again on a config reload)."""
     funds = settings.config.asset_sync.assets.funds
     sources: list[FundSource] = []
     feishu: FeishuClient | None = None
     if funds.auto_discover and settings.feishu_on():
         feishu = FeishuClient.from_settings(settings, metrics=rt.metrics)
         sources.append(FeishuFunds(feishu, settings))
+    elif not funds.manual:
+        log.warning("collector-fund: %s", NO_FUNDS_LINE)
     # Manual entries come last so their quantity / avg_cost override the 持仓 row's.
     sources.append(ManualFunds(funds.manual))
-    calendar = TradingCalendar()
-    client = SnowballClient(xq, metrics=rt.metrics)
-    sync = FundSync(client, sources, funds.ignore, calendar=calendar)
-    return FundCollector(rt, sync, calendar, feishu)
+    calendar = calendar or TradingCalendar(holidays=settings.holidays)
+    client = SnowballClient(settings.config.asset_sync.xueqiu, metrics=rt.metrics)
+    seen = SeenFile(settings.data_dir / "state" / "collector-fund.json")
+    return FundSync(client, sources, funds.ignore, calendar=calendar, seen=seen), feishu

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from assetsync.events import AssetError, Event, Holding, PriceTick, TaskResult, TaskStatus
 
 from assetsync_collector_fund.discovery import Discovery, FundPosition, FundSource, discover, fund_kind
+from assetsync_collector_fund.seen import Published, SeenFile, SeenState
 from assetsync_collector_fund.snowball import (
     COOKIE_EXPIRED,
     CookieExpired,
@@ -63,11 +64,13 @@ class FundSync:
         *,
         calendar: TradingCalendar | None = None,
         clock: Callable[[], datetime] | None = None,
+        seen: SeenFile | None = None,
     ) -> None:
         self.client = client
         self.sources = list(sources)
         self.ignore = list(ignore)
         self.calendar = calendar
+        self.seen = seen
         self._clock = clock or (lambda: datetime.now(UTC))
 
     async def run(self, command_id: str, publish: Publish) -> TaskResult:
@@ -95,11 +98,19 @@ class FundSync:
         errors.extend(r for r in results if isinstance(r, AssetError))
 
         now = self._clock()
+        state = self.seen.load() if self.seen is not None else SeenState()
+        unchanged: list[Priced] = []
         for p in priced:
-            await publish(self._tick(p))
-            if p.position.quantity is not None:
-                await publish(self._holding(p, now, command_id))
+            facts = Published(p.ts, p.price, p.position.quantity, p.position.avg_cost)
+            if state.funds.get(p.position.code) == facts:
+                # Same quote/NAV, quantity and cost as last published: nothing new to write anywhere.
+                unchanged.append(p)
             else:
+                await publish(self._tick(p))
+                if p.position.quantity is not None:
+                    await publish(self._holding(p, now, command_id))
+                    state.funds[p.position.code] = facts
+            if p.position.quantity is None:
                 errors.append(
                     AssetError(
                         asset=p.position.code,
@@ -108,7 +119,14 @@ class FundSync:
                         kind="skipped",
                     )
                 )
+        if self.seen is not None:
+            self.seen.save(state)  # after publishing: a crash repeats a publish, never skips one
         note = await self._day_note(now)
+        if unchanged:
+            dates = sorted({p.price_date.isoformat() for p in unchanged})
+            what = "no new data" if len(unchanged) == len(priced) else f"{len(unchanged)} unchanged"
+            stale = f"{what}: the latest quote/NAV ({', '.join(dates)}) is already recorded"
+            note = f"{stale}; {note}" if note else stale
         return self._result(command_id, started, found, priced, errors, note=note)
 
     # --- pricing ----------------------------------------------------------------------------
@@ -196,10 +214,12 @@ class FundSync:
         today = now.astimezone(MARKET_TZ).date()
         try:
             trading = await self.calendar.is_trading_day(today)
+            ending = self.calendar.warn_if_ending(today)
         except Exception as exc:  # the calendar is informative here, never a reason to fail
             log.warning("trading calendar unavailable: %s", exc)
             return ""
-        return "" if trading else f"{today} is not a Shanghai trading day"
+        notes = [] if trading else [f"{today} is not a Shanghai trading day"]
+        return "; ".join([*notes, ending] if ending else notes)
 
     def _result(
         self,

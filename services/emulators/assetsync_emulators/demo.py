@@ -9,19 +9,18 @@ from typing import Any
 
 from assetsync.config import Settings, deep_merge, load_settings
 from assetsync.events import TaskName
+from assetsync.outcome import count_text
 from assetsync.runner import Stack
 from assetsync.tasks import TaskTimeout, request_task
 
 from assetsync_emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEmulator, create_app
 from assetsync_emulators.common import serve_in_thread
+from assetsync_emulators.ecb import EcbEmulator
 from assetsync_emulators.feishu import FeishuEmulator
 from assetsync_emulators.feishu_bot import BotEmulator
 from assetsync_emulators.xueqiu import DEMO_FUND_HOLDINGS, XueqiuEmulator
 
 log = logging.getLogger("assetsync.demo")
-
-# Rough USDT->CNY rate for the demo's base-currency totals.
-DEMO_FX = {"USDT": 7.12}
 
 
 async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
@@ -46,19 +45,24 @@ async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
     feishu_url = stack.enter_context(serve_in_thread(feishu.app))
     bot = BotEmulator()
     bot_url = stack.enter_context(serve_in_thread(bot.app))
+    # USDT→CNY for the 历史 totals comes from the emulated ECB reference rates, as it would for real.
+    ecb = EcbEmulator()
+    ecb_url = stack.enter_context(serve_in_thread(ecb.app))
     overrides: dict[str, Any] = {
         "mcp_server": {"app_id": feishu.app_id, "app_secret": feishu.app_secret},
         "asset_sync": {
             "binance": {"api_key": DEMO_API_KEY, "api_secret": DEMO_API_SECRET, "base_url": binance_url},
             "feishu": {"app_token": feishu.app_token, "base_url": feishu_url},
             "alerts": {"enabled": True, "feishu_webhook": bot.url(bot_url), "alert_on_partial_success": True},
-            "fx_rates": DEMO_FX,
+            "fx": {"source": "ecb", "base_url": ecb_url},
             "assets": {"crypto": {"kline_backfill_hours": 48}},
         },
         "sync_gateway": {"site_id": "demo"},
     }
     deep_merge(overrides, xueqiu.config_overrides(xueqiu_url, with_funds=False))
-    print(f"  emulators: binance {binance_url}  xueqiu {xueqiu_url}  feishu {feishu_url}  bot {bot_url}")
+    print(
+        f"  emulators: binance {binance_url}  xueqiu {xueqiu_url}  feishu {feishu_url}  bot {bot_url}  ecb {ecb_url}"
+    )
     return load_settings(
         settings.config_path,
         data_dir=settings.data_dir,
@@ -80,7 +84,7 @@ async def kick_off(stack: Stack) -> asyncio.Task[None]:
             print(f"  demo {task}: {exc}", flush=True)
             return
         detail = f" — {result.message}" if result.message else ""
-        print(f"  demo {task}: {result.status}, {result.records}/{result.total}{detail}", flush=True)
+        print(f"  demo {task}: {result.status}, {count_text(result)}{detail}", flush=True)
 
     async def run() -> None:
         running = {p.name for p in stack.parts if p.state == "running"}

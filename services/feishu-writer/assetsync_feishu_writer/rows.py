@@ -176,7 +176,11 @@ def history_cells(s: Snapshot, tz: str) -> Cells:
 def error_text(r: TaskResult) -> str:
     """错误信息: the run's message plus each failing asset and why, capped for a Feishu cell."""
     parts = [r.message] if r.message else []
-    parts.extend(f"{e.asset}: {e.reason}" for e in r.errors)
+    if r.total > r.records and not r.message and not r.errors:
+        parts.append(f"{r.total - r.records} of {r.total} not synced (no reason reported)")
+    parts.extend(f"{e.asset}{f' [{e.part}]' if e.part else ''}: {e.reason}" for e in r.errors)
+    if r.dust and not any("dust" in p for p in parts):
+        parts.append(f"{len(r.dust)} dust hidden: {', '.join(r.dust)}")
     text = "; ".join(parts)
     return text if len(text) <= ERROR_TEXT_LIMIT else text[: ERROR_TEXT_LIMIT - 1] + "…"
 

@@ -260,6 +260,29 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE holding_sets;
     ALTER TABLE holding_sets_v3 RENAME TO holding_sets;
     """,
+    # v4: FX (CONTRACTS §6) — the last rate fetched per currency pair (used up to
+    # asset_sync.fx.max_age_days when the source is down), and the rates each snapshot used.
+    """
+    CREATE TABLE fx_rates (
+        currency TEXT NOT NULL,
+        base TEXT NOT NULL,
+        rate REAL NOT NULL,
+        rate_date TEXT NOT NULL,
+        source TEXT NOT NULL,
+        fetched_at INTEGER NOT NULL,
+        PRIMARY KEY (currency, base)
+    );
+
+    CREATE TABLE snapshot_fx (
+        date TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        base TEXT NOT NULL,
+        rate REAL NOT NULL,
+        rate_date TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (date, currency)
+    );
+    """,
 )
 
 LATEST = len(MIGRATIONS)

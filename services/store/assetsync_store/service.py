@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 from assetsync import bus
 from assetsync.events import BackupResult, TaskCommand, TaskResult
+from assetsync.fx import describe as fx_describe
+from assetsync.fx import resolve as fx_resolve
 from assetsync.runtime import Runtime
 from assetsync.schedule import Scheduler
 from assetsync.service import Disabled, Service
@@ -22,6 +24,7 @@ from assetsync.tasks import failed_result, now_ms, task_consumer
 
 from assetsync_store.backup import BackupError, create_backup
 from assetsync_store.db import Database, StoreBroken, StoreUnavailable
+from assetsync_store.fx_rates import save_fetched, save_used, stored_rates
 from assetsync_store.snapshot import SnapshotError, compute_snapshot
 from assetsync_store.upserts import SNAPSHOT_SQL, Rows, snapshot_row
 
@@ -225,22 +228,39 @@ class StoreService:
     async def _run_snapshot(self, cmd: TaskCommand) -> TaskResult:
         started = now_ms()
         a = self.rt.settings.config.asset_sync
+        base = a.base_currency.upper()
+        day = self._snapshot_day(cmd)
         try:
             rows = await self.db.fetchall(
                 f"SELECT asset, currency, value, total_cost FROM holdings WHERE {self._view()}"
                 " ORDER BY origin, asset"
             )
+            holdings = [dict(r) for r in rows]
+            fx = await fx_resolve(
+                {str(h["currency"]).upper() for h in holdings},
+                base=base,
+                manual={k.upper(): v for k, v in a.fx_rates.items()},
+                conf=a.fx,
+                stored=await stored_rates(self.db, base),
+                today=datetime.now(self._tz).date(),
+            )
+            if fx.missing:
+                raise SnapshotError(_no_rate_message(fx.missing, holdings, base))
             snap = compute_snapshot(
-                [dict(r) for r in rows],
-                base_currency=a.base_currency,
-                fx_rates=a.fx_rates,
-                day=self._snapshot_day(cmd),
+                holdings,
+                base_currency=base,
+                fx_rates={cur: q.rate for cur, q in fx.rates.items()},
+                day=day,
                 taken_at=started,
                 command_id=cmd.command_id,
+                fx_used=fx.rates,
             )
             async with self.db.transaction() as conn:
                 await conn.execute(SNAPSHOT_SQL, snapshot_row(snap))
+                await save_fetched(conn, base, fx.fetched, started)
+                await save_used(conn, snap.date, base, snap.fx)
         except SnapshotError as exc:
+            log.warning("snapshot %s: %s", day, exc)
             return failed_result(cmd, started, str(exc))
         except StoreUnavailable as exc:
             return failed_result(cmd, started, str(exc))
@@ -249,6 +269,7 @@ class StoreService:
         self._value.labels("total_cost").set(snap.total_cost)
         self._value.labels("total_pnl").set(snap.total_pnl)
         pct = f" ({snap.pnl_pct:+.2f}%)" if snap.pnl_pct is not None else ""
+        rates = f"; FX {fx_describe(snap.fx, base)}" if snap.fx else ""
         return TaskResult(
             command_id=cmd.command_id,
             task="snapshot",
@@ -261,7 +282,7 @@ class StoreService:
             data_as_of=snap.date,
             message=(
                 f"{snap.date}: value {snap.total_value:,.2f} {snap.base_currency}, "
-                f"PnL {snap.total_pnl:+,.2f}{pct}, {snap.asset_count} holdings"
+                f"PnL {snap.total_pnl:+,.2f}{pct}, {snap.asset_count} holdings{rates}"
             ),
         )
 
@@ -328,6 +349,19 @@ class StoreService:
             total=1,
             message=f"restored from {path}: {summary}",
         )
+
+
+def _no_rate_message(missing: dict[str, str], holdings: list[dict[str, object]], base: str) -> str:
+    """Which currency has no rate, what holds it, why — and the keys that fix it."""
+    parts = []
+    for cur, why in sorted(missing.items()):
+        held = ", ".join(sorted(str(h["asset"]) for h in holdings if str(h["currency"]).upper() == cur))
+        parts.append(f"no exchange rate from {cur} to {base} (held: {held}): {why}")
+    example = ", ".join(f'"{cur}": 7.1' for cur in sorted(missing))
+    return (
+        "; ".join(parts)
+        + f" — set asset_sync.fx_rates (e.g. {{{example}}}) or make asset_sync.fx.source reachable"
+    )
 
 
 def build(rt: Runtime) -> Service | Disabled:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from assetsync.events import Snapshot
+from assetsync.events import FxRate, Snapshot
 
 
 class SnapshotError(Exception):
@@ -20,6 +20,7 @@ def compute_snapshot(
     day: str,
     taken_at: int,
     command_id: str = "",
+    fx_used: Mapping[str, FxRate] | None = None,
 ) -> Snapshot:
     """Sum value, cost and PnL over holdings, converting each currency with `fx_rates`.
 
@@ -58,4 +59,5 @@ def compute_snapshot(
         taken_at=taken_at,
         command_id=command_id,
         by_currency={k: round(v, 8) for k, v in sorted(by_currency.items())},
+        fx=dict(sorted((fx_used or {}).items())),
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 from assetsync.config import ReceiverConf, SenderConf, SyncGatewayConf, exposure_problem
-from assetsync.files import write_private
+from assetsync.files import atomic_write
 from assetsync.secrets import Secret, mask_urls
 
 from assetsync_sync_gateway.security import Network, NetworkListError, parse_networks
@@ -148,7 +148,7 @@ class RuntimeConfig:
 
     def _persist(self) -> None:
         data = msgspec.json.encode(self.overlay)
-        write_private(self.path, data)  # 0600 from the first byte: it may hold tokens
+        atomic_write(self.path, data)  # 0600 from the first byte: it may hold tokens
         self._apply()
 
     def public(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
-from assetsync.files import write_private
+from assetsync.files import atomic_write
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -102,11 +102,6 @@ class ReceiverStats(msgspec.Struct, kw_only=True):
         if es is None:
             es = self.endpoint_stats[code] = ReceiverEndpointStats()
         return es
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write a file so that readers (and a crash) see either the old or the new content; private (0600)."""
-    write_private(path, data)
 
 
 class StatsFile:

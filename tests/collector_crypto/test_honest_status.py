@@ -1,0 +1,78 @@
+"""Honest statuses: what failed (prices / klines / trades / cost, per asset), dust and unpriced counts."""
+
+from __future__ import annotations
+
+from assetsync.events import TaskResult
+from assetsync.outcome import count_text, missing
+from assetsync_emulators.common import Fault
+from assetsync_feishu_writer.rows import error_text
+
+from tests.collector_crypto.conftest import Harness
+
+
+def _reasons_cover_the_gap(r: TaskResult) -> None:
+    """A count like 8/9 always comes with the reason for the missing one."""
+    text = count_text(r)
+    if r.records < r.total:
+        assert "(" in text and missing(r), text
+        named = {e.asset for e in r.errors}
+        assert len(named) >= r.total - r.records
+
+
+async def test_klines_failing_for_every_asset_fails_the_run(harness: Harness) -> None:
+    sync = harness.make()
+    harness.emu.switch.add(Fault("5xx", "/api/v3/klines"))
+    result = await harness.run(sync)
+    assert result.status == "failed", result.message
+    assert result.message.startswith("klines failed for every asset"), result.message
+    failed = [e for e in result.errors if e.kind == "failed"]
+    assert failed and all("klines" in e.part.split(",") for e in failed)
+    # Prices and holdings are still published: only the klines part failed.
+    assert {"BTC", "ETH", "SOL"} <= set(harness.holdings())
+    _reasons_cover_the_gap(result)
+
+
+async def test_trades_failing_for_every_asset_fails_the_run(harness: Harness) -> None:
+    sync = harness.make()
+    harness.emu.switch.add(Fault("5xx", "/api/v3/myTrades"))
+    result = await harness.run(sync)
+    assert result.status == "failed"
+    assert "trades failed for every asset" in result.message
+    assert {e.part for e in result.errors if e.kind == "failed"} == {"trades"}
+
+
+async def test_one_part_failing_for_some_assets_is_partial_and_says_which(harness: Harness) -> None:
+    sync = harness.make()
+    harness.emu.switch.add(Fault("5xx", "/api/v3/myTrades", query_contains="symbol=SOLUSDT"))
+    result = await harness.run(sync)
+    assert result.status == "partial"
+    (sol,) = [e for e in result.errors if e.kind == "failed"]
+    assert (sol.asset, sol.part) == ("SOL", "trades")
+    assert "1 of 8 assets failed (trades: SOL)" in result.message
+    _reasons_cover_the_gap(result)
+
+
+async def test_dust_and_unpriced_are_counted_in_summary_and_log_row(harness: Harness) -> None:
+    sync = harness.make()
+    result = await harness.run(sync)
+    assert result.status == "success"
+    assert result.dust == ["SHIB"]  # the emulator's dust balance
+    assert "1 dust hidden (< 1 USDT, asset_sync.assets.crypto.min_value): SHIB" in result.message
+    assert "1 unpriced: ETHW" in result.message
+    # The summary count names the missing one and why; the 日志 错误信息 carries both counts.
+    assert count_text(result) == (
+        f"{result.records}/{result.total} (1 unpriced: ETHW (no active Binance market); 1 dust hidden: SHIB)"
+    )
+    text = error_text(result)
+    assert "dust hidden" in text and "ETHW [prices]: no active Binance market" in text
+
+
+async def test_task_summary_names_the_missing_and_the_dust(harness: Harness, capsys: object) -> None:
+    from assetsync.cli import print_summary
+
+    result = await harness.run(harness.make())
+    print_summary(result, True)
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert f"{result.records}/{result.total}" in out
+    assert "1 unpriced: ETHW (no active Binance market); 1 dust hidden: SHIB" in out
+    assert "unpriced [prices]: ETHW (quantity 4.21) — no active Binance market" in out
