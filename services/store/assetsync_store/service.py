@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import sqlite3
@@ -48,7 +49,9 @@ class StoreService:
         self.db = Database(
             rt.settings.db_path, synchronous=rt.settings.config.asset_sync.database.synchronous
         )
-        self.unavailable = ""
+        # Why writes fail, per consumer (and "open"): one consumer writing its small batch must not
+        # hide that another cannot write (e.g. its own failure report fits the last free page).
+        self._failing: dict[str, str] = {}
         self._reported: dict[str, float] = {}
         self._tz = ZoneInfo(rt.settings.timezone)
         self.consumers: list[bus.Consumer] = []
@@ -71,7 +74,7 @@ class StoreService:
             await self.db.open()
         except StoreUnavailable as exc:
             # Keep running: consumers retry with backoff and the alerter hears about it.
-            self.unavailable = str(exc)
+            self._failing["open"] = str(exc)
             log.error("store: %s", exc)
             await self._report_failure(str(exc))
         else:
@@ -106,7 +109,7 @@ class StoreService:
             ),
         ]
         for spec in specs:
-            c = rt.consumer(spec, self._handle)
+            c = rt.consumer(spec, functools.partial(self._handle, spec.durable))
             await c.start()
             stack.push_async_callback(c.stop)
             self.consumers.append(c)
@@ -129,6 +132,11 @@ class StoreService:
         """The holdings this site's snapshot counts: its own, or every site's with `views.combined`."""
         return "1" if self.rt.settings.config.asset_sync.views.combined else "origin = ''"
 
+    @property
+    def unavailable(self) -> str:
+        """Why the database cannot be written now (empty when every consumer's last write worked)."""
+        return next(iter(self._failing.values()), "")
+
     def health(self) -> tuple[bool, str]:
         halted = next((c.halted for c in self.consumers if c.halted), "")
         if halted:
@@ -137,7 +145,7 @@ class StoreService:
             return False, self.unavailable
         return True, f"{self.db.rows_written} rows written"
 
-    async def _handle(self, batch: Sequence[bus.Delivery]) -> None:
+    async def _handle(self, who: str, batch: Sequence[bus.Delivery]) -> None:
         rows = Rows(site_id=self.rt.settings.site_id)
         for d in batch:
             rows.add(d.event)
@@ -145,15 +153,16 @@ class StoreService:
             await self.db.write(rows)
         except StoreBroken as exc:
             # Retrying cannot help and terminating would drop every event: stop, keep them all.
-            self.unavailable = str(exc)
+            self._failing[who] = str(exc)
             log.error("store: %s", exc)
             await self._report_failure(str(exc))
             raise bus.HaltError(str(exc)) from exc
         except StoreUnavailable as exc:
-            self.unavailable = str(exc)
+            self._failing[who] = str(exc)
             await self._report_failure(str(exc))
             raise bus.TransientError(str(exc)) from exc
-        self.unavailable = ""
+        self._failing.pop(who, None)
+        self._failing.pop("open", None)
         for table, got in (
             ("price_history", rows.prices),
             ("klines", rows.klines),
