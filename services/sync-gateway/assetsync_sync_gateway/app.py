@@ -24,6 +24,7 @@ from assetsync_sync_gateway.envelope import CursorError, batch_decoder, decode_c
 from assetsync_sync_gateway.feeds import PageResult
 from assetsync_sync_gateway.gateway import Gateway
 from assetsync_sync_gateway.openapi import openapi_document
+from assetsync_sync_gateway.portfolio import PortfolioApi, portfolio_routes
 from assetsync_sync_gateway.receiver import outcome_dict
 from assetsync_sync_gateway.registry import CODE_RE
 from assetsync_sync_gateway.runtime_config import ConfigPatchError
@@ -187,6 +188,16 @@ def check_sender(gw: Gateway, authorization: str | None) -> None:
     given = bearer(authorization)
     if not token_ok(given, (*tokens, gw.admin_token)):
         raise ApiError(401, "missing or wrong bearer token", {"WWW-Authenticate": 'Bearer realm="data-sync"'})
+
+
+def with_client(gw: Gateway, request: Request) -> Request:
+    """Record the client address on paths outside /api/data-sync/ (where `Front` does it)."""
+    state = request.scope.setdefault("state", {})
+    if "client" not in state:
+        peer = request.scope.get("client")
+        xff = ",".join(v.decode("latin-1") for k, v in request.scope["headers"] if k == b"x-forwarded-for")
+        state["client"] = client_address(peer[0] if peer else None, xff or None, gw.trusted)
+    return request
 
 
 def check_admin(gw: Gateway, request: Request) -> None:
@@ -634,6 +645,8 @@ def create_app(gw: Gateway, *, manage: bool = True) -> Starlette:
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/openapi.json", api.openapi_json, methods=["GET"]),
     ]
+    portfolio = PortfolioApi(gw.opts.portfolio, lambda request: check_admin(gw, with_client(gw, request)))
+    routes += portfolio_routes(portfolio, _wrap)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -646,6 +659,7 @@ def create_app(gw: Gateway, *, manage: bool = True) -> Starlette:
         try:
             yield
         finally:
+            portfolio.close()
             if manage:
                 await gw.stop()
 
