@@ -109,7 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate the configuration (exit 2 on the first problem)")
     _common(p)
+
+    p = sub.add_parser("holdings", help="the 持仓 table from the store (read-only)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _common(p)
+    p = sub.add_parser("report", help="a day's summary: net worth, change, movers, failed sources")
+    p.add_argument("--date", default=None, type=_day, help="YYYY-MM-DD (default: the latest snapshot)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _common(p)
     return parser
+
+
+def _day(text: str) -> str:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").date().isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
 
 
 def load(args: argparse.Namespace, *, demo: bool = False) -> Settings:
@@ -460,6 +475,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return asyncio.run(run_replay(settings, args.output, args.since, force=args.force))
 
 
+def cmd_holdings(args: argparse.Namespace) -> int:
+    from assetsync.views import holdings_command
+
+    return holdings_command(load(args), as_json=args.json)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from assetsync.views import report_command
+
+    return report_command(load(args), args.date, as_json=args.json)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check-config": cmd_check_config,
     "up": cmd_up,
@@ -469,6 +496,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "setup-tables": cmd_setup_tables,
     "backup": cmd_backup,
     "replay": cmd_replay,
+    "holdings": cmd_holdings,
+    "report": cmd_report,
 }
 
 
