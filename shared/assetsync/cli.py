@@ -252,6 +252,7 @@ async def _up(settings: Settings, names: list[str], *, exit_if_off: bool = False
                 gw = settings.config.sync_gateway
                 scheme = "https" if gw.tls_cert else "http"
                 print(f"  gateway:   {scheme}://{gw.host}:{gw.port}/data-sync-manager")
+                print(f"  portfolio: {scheme}://{gw.host}:{gw.port}/portfolio")
             print(f"ready in {took:.1f}s — press Ctrl+C (or send SIGTERM) to stop", flush=True)
             demo_task = None
             if settings.demo:
