@@ -12,8 +12,8 @@ Measures, against a store database of that size served by a real gateway on loop
 from __future__ import annotations
 
 import argparse
-import os
 import asyncio
+import os
 import shutil
 import statistics
 import tempfile

@@ -10,6 +10,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ from starlette.routing import Route
 
 T = TypeVar("T")
 JSON = "application/json"
+CACHE_ENTRIES = 256
 _enc = msgspec.json.Encoder()
 _ASSET_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 STATIC = {
@@ -121,6 +123,8 @@ class PortfolioApi:
         self.opts = opts
         self.guard = guard
         self.reader = StoreReader(opts.store_db) if opts is not None else None
+        # Answers by request, valid while the store's files are unchanged (same minute).
+        self._cache: OrderedDict[tuple[str, ...], tuple[tuple[int, ...], bytes]] = OrderedDict()
         pkg = resources.files("assetsync_sync_gateway")
         self.page = pkg.joinpath("portfolio.html").read_bytes()
         self.static = {name: pkg.joinpath("static", *name.split("/")).read_bytes() for name in STATIC}
@@ -136,14 +140,36 @@ class PortfolioApi:
             timezone=o.timezone,
         )
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Response:
+    def _version(self) -> tuple[int, ...]:
+        """Changes whenever the store commits (its file or WAL changes) and once a minute (stale flags, ages)."""
+        assert self.opts is not None
+        out = [int(time.time() // 60)]
+        for p in (self.opts.store_db, self.opts.store_db.with_name(self.opts.store_db.name + "-wal")):
+            try:
+                st = p.stat()
+                out += [st.st_mtime_ns, st.st_size]
+            except OSError:
+                out += [0, 0]
+        return tuple(out)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], Any], key: tuple[str, ...] = ()) -> Response:
         try:
             if self.reader is None:
                 raise PortfolioError(
                     503, "this gateway has no store database configured (asset_sync.database.path)"
                 )
             try:
-                return _json(await self.reader.read(fn))
+                if not key:
+                    return _json(await self.reader.read(fn))
+                version = self._version()
+                body = self._cache.get(key)
+                if body is None or body[0] != version:
+                    body = (version, _enc.encode(await self.reader.read(fn)))
+                    self._cache[key] = body
+                    self._cache.move_to_end(key)
+                    while len(self._cache) > CACHE_ENTRIES:
+                        self._cache.popitem(last=False)
+                return Response(body[1], 200, media_type=JSON, headers={"Cache-Control": "no-store"})
             except views.StoreNotFound as exc:
                 raise PortfolioError(503, str(exc)) from exc
             except ValueError as exc:
@@ -173,12 +199,12 @@ class PortfolioApi:
                 "last_snapshot": (views.net_worth(conn, "1m")["points"] or [None])[-1],
             }
 
-        return await self._read(run)
+        return await self._read(run, ("overview",))
 
     async def networth(self, request: Request) -> Response:
         self.guard(request)
         rng = _range(request, "all")
-        return await self._read(lambda conn: views.net_worth(conn, rng))
+        return await self._read(lambda conn: views.net_worth(conn, rng), ("networth", rng))
 
     async def prices(self, request: Request) -> Response:
         self.guard(request)
@@ -193,7 +219,7 @@ class PortfolioApi:
                 raise PortfolioError(404, f"asset {asset} is not held")
             return got
 
-        return await self._read(run)
+        return await self._read(run, ("prices", asset, rng))
 
     async def report(self, request: Request) -> Response:
         self.guard(request)
