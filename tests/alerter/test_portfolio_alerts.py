@@ -142,3 +142,35 @@ async def test_stale_prices_alert_per_source_and_recover(
         await svc.check_stale(now + 2 * HOUR)
         await wait_for(lambda: len(emu.cards()) == 3, what="recovered card")
         assert emu.cards()[2]["header"]["template"] == "green" and "binance" in title(emu.cards()[2])
+
+
+def test_price_rules_config_and_precedence(tmp_path: Path) -> None:
+    import pytest
+    from assetsync.config import ConfigError, load_settings
+    from assetsync_alerter.prices import PriceWatch
+
+    def settings(alerts: dict[str, Any]) -> Any:
+        (tmp_path / "config.json").write_text(json.dumps({"asset_sync": {"alerts": alerts}}))
+        return load_settings(tmp_path / "config.json", data_dir=tmp_path / "data", environ={})
+
+    with pytest.raises(ConfigError) as exc:
+        settings({"price_moves": [{"asset": "BTC", "percent": 0}]})
+    assert exc.value.key.startswith("asset_sync.alerts.price_moves[0].percent") or "price_moves" in str(
+        exc.value
+    )
+    with pytest.raises(ConfigError):
+        settings({"stale_price_hours": -1})
+    a = settings(
+        {
+            "price_moves": [
+                {"asset": "*", "percent": 5},
+                {"asset": "btc", "percent": 20},
+                {"percent": 9, "window_minutes": 5},
+            ]
+        }
+    ).config.asset_sync.alerts
+    assert a.daily_report is True and a.stale_price_hours == 0
+    w = PriceWatch(a.price_moves, 0)
+    assert sorted((r.window_minutes, r.percent) for r in w.rules_for("BTC")) == [(5, 9.0), (60, 20.0)]
+    assert sorted((r.window_minutes, r.percent) for r in w.rules_for("ETH")) == [(5, 9.0), (60, 5.0)]
+    assert w.stale(0) == []  # stale alerts off
