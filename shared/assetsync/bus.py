@@ -387,6 +387,9 @@ class ConsumerSpec:
     nak_delay: float = 1.0
     max_nak_delay: float = 120.0
     description: str = ""
+    # A new durable starts with the messages published after it (live watchers, e.g. price alerts,
+    # that must not replay a month of history); an existing one resumes where it left off either way.
+    deliver_new: bool = False
 
 
 @dataclass
@@ -452,7 +455,7 @@ class Consumer:
             description=self.spec.description or None,
             deliver_subject=self.deliver_subject,
             deliver_group=self.spec.durable,
-            deliver_policy=api.DeliverPolicy.ALL,
+            deliver_policy=api.DeliverPolicy.NEW if self.spec.deliver_new else api.DeliverPolicy.ALL,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self.spec.ack_wait,
             max_ack_pending=self.spec.max_ack_pending,

@@ -130,15 +130,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bytes", type=int, default=32, help="random bytes in the token (default 32, at least 16)"
     )
-    p = sub.add_parser("holdings", help="the holdings in the store: this site's, or another site's copy")
+    p = sub.add_parser("reload", help="re-read the config into the running stack (same as SIGHUP to `up`)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the stack's answers")
+    _common(p)
+    p = sub.add_parser("holdings", help="the 持仓 table from the store (read-only): this site's or another's")
     p.add_argument(
         "--site", default="", help="another site's id (its sync_gateway.site_id); default: this site"
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p = sub.add_parser("reload", help="re-read the config into the running stack (same as SIGHUP to `up`)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the stack's answers")
+    _common(p)
+    p = sub.add_parser("report", help="a day's summary: net worth, change, movers, failed sources")
+    p.add_argument("--date", default=None, type=_day, help="YYYY-MM-DD (default: the latest snapshot)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     _common(p)
     return parser
+
+
+def _day(text: str) -> str:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").date().isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
 
 
 def load(args: argparse.Namespace, *, demo: bool = False) -> Settings:
@@ -291,6 +303,7 @@ async def _up(
                 gw = settings.config.sync_gateway
                 scheme = "https" if gw.tls_cert else "http"
                 print(f"  gateway:   {scheme}://{gw.host}:{gw.port}/data-sync-manager")
+                print(f"  portfolio: {scheme}://{gw.host}:{gw.port}/portfolio")
             print(f"ready in {took:.1f}s — press Ctrl+C (or send SIGTERM) to stop", flush=True)
             demo_task = None
             if settings.demo:
@@ -564,27 +577,6 @@ def cmd_gen_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_holdings(args: argparse.Namespace) -> int:
-    from assetsync_store.sites import SiteError, format_holdings, site_holdings, sites
-
-    settings = load(args)
-    try:
-        got = site_holdings(settings.db_path, settings.site_id, args.site)
-        known = sites(settings.db_path, settings.site_id)
-    except SiteError as exc:
-        print(f"assetsync: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    if args.json:
-        print(
-            json.dumps(
-                {"site": got.site, "own": got.own, "sites": known, "holdings": got.rows}, ensure_ascii=False
-            )
-        )
-    else:
-        print(format_holdings(got))
-    return EXIT_OK
-
-
 def cmd_reload(args: argparse.Namespace) -> int:
     """Ask the stack running on this data dir (or at nats.url) to re-read its config; print each answer."""
     try:
@@ -621,6 +613,18 @@ async def _reload(url: str, topo: Topology, timeout: float) -> int:
     return EXIT_OK if all(o.ok for o in outcomes) else EXIT_FAILED
 
 
+def cmd_holdings(args: argparse.Namespace) -> int:
+    from assetsync.views import holdings_command
+
+    return holdings_command(load(args), as_json=args.json, site=args.site)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from assetsync.views import report_command
+
+    return report_command(load(args), args.date, as_json=args.json)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "gen-token": cmd_gen_token,
     "check-config": cmd_check_config,
@@ -633,6 +637,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "replay": cmd_replay,
     "holdings": cmd_holdings,
     "reload": cmd_reload,
+    "report": cmd_report,
 }
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -160,6 +160,14 @@ class DatabaseConf(_Base):
     backup: BackupConf = msgspec.field(default_factory=BackupConf)
 
 
+class PriceMoveRule(_Base):
+    """Alert when an asset's price moves by `percent` or more within `window_minutes` ("*": every asset)."""
+
+    percent: Annotated[float, msgspec.Meta(gt=0, le=1000)]
+    asset: str = "*"
+    window_minutes: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 60)] = 60
+
+
 class AlertsConf(_Base):
     enabled: bool = True
     feishu_webhook: Secret = Secret("")
@@ -168,6 +176,11 @@ class AlertsConf(_Base):
     alert_on_partial_success: bool = False
     min_success_rate: float = 0.8
     reminder_minutes: float = 60.0
+    daily_report: bool = True  # a report card after each daily snapshot
+    price_moves: list[PriceMoveRule] = msgspec.field(default_factory=list)
+    # Alert when a held asset has had no price for this many hours (0: off); also the /portfolio
+    # page's stale flag (24 h when off). Funds count as stale after at least 96 h (weekends).
+    stale_price_hours: Annotated[float, msgspec.Meta(ge=0)] = 0.0
 
 
 class ViewsConf(_Base):

@@ -102,6 +102,8 @@ def test_up_demo_fills_store_feishu_and_gateway(tmp_path: Path) -> None:
         assert "demo crypto: success" in text and "demo fund: success" in text, text
         assert "demo snapshot: success" in text, text
         assert f"http://127.0.0.1:{port}/data-sync-manager" in text
+        assert f"http://127.0.0.1:{port}/portfolio" in text
+        assert "demo history: 90 daily snapshots" in text, text
         feishu_url = re.search(r"feishu (http://\S+)", text)
         assert feishu_url is not None
         with sqlite3.connect(tmp_path / "demo" / "assets.db") as conn:
@@ -121,6 +123,16 @@ def test_up_demo_fills_store_feishu_and_gateway(tmp_path: Path) -> None:
         wait_for_sync(feishu_filled, timeout=30, interval=0.5, what="the emulated 持仓 table filled")
         status = httpx.get(f"http://127.0.0.1:{port}/api/data-sync/sender/catalog", timeout=10)
         assert status.status_code == 200
+        # /portfolio's charts are full: 90 days of snapshots and of hourly klines.
+        api = f"http://127.0.0.1:{port}/api/portfolio"
+
+        def history() -> bool:
+            return len(httpx.get(f"{api}/networth?range=all", timeout=10).json()["points"]) >= 91
+
+        wait_for_sync(history, timeout=30, interval=0.5, what="90 days of snapshots stored")
+        btc = httpx.get(f"{api}/prices/BTC?range=3m", timeout=10).json()
+        assert btc["interval"] == "1h" and btc["avg_cost"] is not None
+        assert btc["points"][-1][0] - btc["points"][0][0] >= 88 * 86_400_000
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0

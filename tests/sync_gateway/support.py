@@ -14,6 +14,7 @@ from assetsync.events import Event, Holding, PriceTick
 from assetsync_sync_gateway.app import create_app
 from assetsync_sync_gateway.feeds import NewRecord
 from assetsync_sync_gateway.gateway import Gateway, GatewayOptions
+from assetsync_sync_gateway.portfolio import PortfolioOptions
 from assetsync_sync_gateway.receiver import EventSink, Tuning
 from assetsync_sync_gateway.registry import Endpoint
 from assetsync_sync_gateway.server import Running, server_config, start_server, stop_server
@@ -72,6 +73,7 @@ def make_gateway(
     tuning: Tuning | None = FAST,
     run_sources: bool = False,
     builtin: bool = True,
+    portfolio: PortfolioOptions | None = None,
 ) -> Gateway:
     return Gateway(
         GatewayOptions(
@@ -83,6 +85,7 @@ def make_gateway(
             tuning=tuning,
             run_sources=run_sources,
             builtin=builtin,
+            portfolio=portfolio,
         )
     )
 

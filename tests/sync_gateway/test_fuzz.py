@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 import schemathesis
+from assetsync_sync_gateway.portfolio import PortfolioOptions
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
+from tests.portfolio_data import fill_store
 from tests.sync_gateway.support import ext, fill, gw_conf, holding, make_gateway, receiver_conf, serve
 
 
@@ -26,7 +28,14 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     async def main() -> None:
         conf = gw_conf(sender={"rate_limit": 0}, receiver=receiver_conf("http://127.0.0.1:9"))
-        gw = make_gateway(data_dir, "F", conf=conf, extra=[ext("PB001"), ext("AN001")])
+        fill_store(data_dir / "assets.db", crypto=2, funds=1, snapshot_days=30, kline_hours=24 * 30)
+        gw = make_gateway(
+            data_dir,
+            "F",
+            conf=conf,
+            extra=[ext("PB001"), ext("AN001")],
+            portfolio=PortfolioOptions(data_dir / "assets.db", fx_rates={"USDT": 7.0}),
+        )
         async with serve(gw) as site:
             await fill(gw, "PB001", 300)
             await gw.ingest([holding("BTC", 1)])

@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 
 from assetsync.events import BackupResult, ServiceLifecycle, SinkRejected, TaskResult
 
+from assetsync_alerter.prices import Move, Stale
+
 Color = Literal["red", "orange", "blue", "green"]
 Card = dict[str, Any]
 
@@ -166,3 +168,104 @@ def recovered_card(subject: str, *, since: int, now: int, tz: str, footer: str, 
     if detail:
         elements.append(_md(detail))
     return card("green", f"✅ 已恢复 · {subject}", elements, footer)
+
+
+def _money(v: float | None, digits: int = 2) -> str:
+    return "—" if v is None else f"{v:,.{digits}f}"
+
+
+def _signed(v: float | None, digits: int = 2, suffix: str = "") -> str:
+    return "—" if v is None else f"{v:+,.{digits}f}{suffix}"
+
+
+def _price(v: float) -> str:
+    a = abs(v)
+    return f"{v:,.{2 if a >= 100 else 4 if a >= 1 else 8}f}"
+
+
+def _change(v: float | None, pct: float | None) -> str:
+    if v is None:
+        return "—(当天无快照)"
+    arrow = "🔺" if v > 0 else "🔻" if v < 0 else ""
+    return f"{arrow}{_signed(v)}({_signed(pct, 2, '%')})"
+
+
+def report_card(rep: dict[str, Any] | None, r: TaskResult, *, footer: str, page_url: str = "") -> Card:
+    """The daily report after a snapshot (blue): net worth, change vs yesterday and last week, movers, failures.
+
+    `rep` is the store's day report (`assetsync report --json`); None when the store cannot be read
+    from here, then the card says what the snapshot result said.
+    """
+    day = (rep or {}).get("date") or r.data_as_of or "-"
+    title = f"📊 资产日报 · {day}"
+    if rep is None:
+        brief = [
+            _md(f"**快照**\n{_clip(r.message or '已完成')}"),
+            _md("(本实例读不到存储数据库：涨跌榜从略)"),
+        ]
+        return card("blue", title, brief, footer)
+    ccy = rep["base_currency"]
+    pairs = [
+        (f"总市值 ({ccy})", _money(rep["total_value"])),
+        ("较昨日", _change(rep["change_day"], rep["change_day_pct"])),
+        ("较上周", _change(rep["change_week"], rep["change_week_pct"])),
+        ("总收益", f"{_signed(rep['total_pnl'])}({_signed(rep['pnl_pct'], 2, '%')})"),
+        ("总成本", _money(rep["total_cost"])),
+        ("持仓数量", str(rep["asset_count"])),
+    ]
+    elements: list[dict[str, Any]] = [_fields(pairs)]
+    movers = rep.get("movers") or []
+    if movers:
+        lines = [
+            f"- **{m['asset']}**{' ' + m['name'] if m['name'] and m['name'] != m['asset'] else ''}: "
+            f"{_signed(m['change_pct'], 2, '%')},{_price(m['price'])} {m['currency']}"
+            + (f",市值 {_signed(m['value_change'])} {ccy}" if m.get("value_change") is not None else "")
+            for m in movers
+        ]
+        elements.append(_md("**涨跌榜**\n" + "\n".join(lines)))
+    failures = rep.get("failures") or []
+    if failures:
+        lines = [
+            f"- **{f['source']}** {task_name(f['task'])}: "
+            + ", ".join(f"{STATUS_TEXT[k]} {f[k]} 次" for k in ("failed", "partial") if f.get(k))
+            + (f" — {_clip(f['last_message'], 200)}" if f.get("last_message") else "")
+            for f in failures
+        ]
+        elements.append(_md("**当日失败的数据源**\n" + "\n".join(lines)))
+    else:
+        elements.append(_md("当日数据源:全部成功 ✅"))
+    if page_url:
+        elements.append(_md(f"[打开资产总览]({page_url})"))
+    return card("blue", title, elements, footer)
+
+
+def price_move_card(m: Move, color: Color, *, tz: str, footer: str, reminder: int = 0) -> Card:
+    """A price that moved by at least the configured percent within its window."""
+    arrow = "📈 大涨" if m.change_pct > 0 else "📉 大跌"
+    title = f"{arrow} {m.asset} {_signed(m.change_pct, 2, '%')} · {m.window_minutes} 分钟内"
+    if reminder:
+        title = f"🔁 仍在波动(提醒 {reminder}) · " + title
+    pairs = [
+        ("资产", m.asset),
+        ("数据源", m.source),
+        ("价格", f"{_price(m.first_price)} → {_price(m.last_price)} {m.currency}"),
+        ("涨跌幅", f"{_signed(m.change_pct, 2, '%')}(阈值 ±{m.threshold:g}%)"),
+        ("区间", f"{when(m.first_ts, tz)} → {when(m.last_ts, tz)}"),
+    ]
+    return card(color, title, [_fields(pairs)], footer)
+
+
+def stale_card(s: Stale, *, tz: str, footer: str, reminder: int = 0) -> Card:
+    """Held assets of one source without a price for longer than asset_sync.alerts.stale_price_hours."""
+    title = f"⏰ 价格未更新 · {s.source} · {len(s.assets)} 个资产"
+    if reminder:
+        title = f"🔁 仍未恢复(提醒 {reminder}) · " + title
+    lines = [f"- **{a}**: 最后价格 {when(ts, tz)}" for a, ts in s.assets[:MAX_ASSETS]]
+    if len(s.assets) > MAX_ASSETS:
+        lines.append(f"- … 另有 {len(s.assets) - MAX_ASSETS} 个")
+    elements = [
+        _fields([("数据源", s.source), ("阈值", f"{s.hours:g} 小时")]),
+        _md("**资产**\n" + "\n".join(lines)),
+        _md("检查该数据源的同步任务与凭据(asset_sync.alerts.stale_price_hours 可调整阈值)"),
+    ]
+    return card("orange", title, elements, footer)

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import Any
 
 from assetsync import bus
 from assetsync.config import Settings
-from assetsync.events import AnyEvent, BackupResult, ServiceLifecycle, SinkRejected, TaskResult
+from assetsync.events import AnyEvent, BackupResult, PriceTick, ServiceLifecycle, SinkRejected, TaskResult
 from assetsync.feishu.bot import BotError, GroupBot
 from assetsync.runtime import Runtime
 from assetsync.service import Disabled, Service
 
 from assetsync_alerter import cards
 from assetsync_alerter.policy import AlertPolicy, Decision, Level
+from assetsync_alerter.prices import Move, PriceWatch
 
 log = logging.getLogger("assetsync.alerter")
 
@@ -32,6 +37,8 @@ def event_time(e: AnyEvent) -> int:
         return e.finished_at or e.started_at
     if isinstance(e, (ServiceLifecycle, SinkRejected)):
         return e.at
+    if isinstance(e, PriceTick):
+        return e.ts
     return 0
 
 
@@ -69,6 +76,7 @@ class Alerter:
         # Other sites' runs alert here only in the combined view (asset_sync.views.combined).
         self.combined = settings.config.asset_sync.views.combined
         self._done: OrderedDict[str, None] = OrderedDict()  # event keys already handled (redelivery)
+        self.prices = PriceWatch(a.price_moves, a.stale_price_hours)
 
     def task_level(self, r: TaskResult) -> Level | None:
         if r.status == "failed":
@@ -172,6 +180,49 @@ class Alerter:
             return Outgoing({}, "suppressed", d, (e.key(),))
         return None
 
+    def move_level(self, m: Move) -> Level | None:
+        if not m.triggered:
+            return None
+        return "red" if abs(m.change_pct) >= 2 * m.threshold else "orange"
+
+    def plan_price(self, t: PriceTick, now: int) -> list[Outgoing]:
+        """Cards for the price-move rules this tick trips; a move back under the limit closes quietly."""
+        out = []
+        for m in self.prices.observe(t):
+            d = self.policy.decide(m.key, self.move_level(m), now)
+            if d.kind in ("alert", "reminder"):
+                color: cards.Color = "red" if d.level == "red" else "orange"
+                card = cards.price_move_card(m, color, tz=self.tz, footer=self.footer, reminder=d.reminder)
+                out.append(Outgoing(card, "price_move", d, ()))
+            elif d.kind == "recovered" or (d.kind == "none" and d.level is not None):
+                out.append(Outgoing({}, "suppressed", d, ()))
+        return out
+
+    def plan_stale(self, now: int) -> list[Outgoing]:
+        """One card per source whose held assets have had no price for `stale_price_hours`; green when back."""
+        out = []
+        for s in self.prices.stale(now):
+            d = self.policy.decide(s.key, "orange" if s.assets else None, now)
+            if d.kind in ("alert", "reminder"):
+                card = cards.stale_card(s, tz=self.tz, footer=self.footer, reminder=d.reminder)
+                out.append(Outgoing(card, "stale_price", d, ()))
+            elif d.kind == "recovered":
+                card = cards.recovered_card(
+                    f"价格更新 · {s.source}", since=d.since, now=now, tz=self.tz, footer=self.footer
+                )
+                out.append(Outgoing(card, "recovered", d, ()))
+            elif d.kind == "none" and d.level is not None:
+                out.append(Outgoing({}, "suppressed", d, ()))
+        return out
+
+    def wants_report(self, e: AnyEvent) -> bool:
+        return (
+            isinstance(e, TaskResult)
+            and e.task == "snapshot"
+            and e.status == "success"
+            and self.conf.daily_report
+        )
+
     def done(self, keys: Sequence[str]) -> None:
         for k in keys:
             self._done[k] = None
@@ -195,6 +246,7 @@ class AlerterService:
         self._m_cards = m.counter(
             "assetsync_alert_cards_total", "Alert cards by kind and outcome", ("kind", "outcome")
         )
+        self.price_consumer: bus.Consumer | None = None
 
     @property
     def bot(self) -> GroupBot:
@@ -227,6 +279,25 @@ class AlerterService:
         self.consumer = self.rt.consumer(spec, self.handle)
         await self.consumer.start()
         stack.push_async_callback(self.consumer.stop)
+        a = self.rt.settings.config.asset_sync.alerts
+        if a.price_moves or a.stale_price_hours > 0:
+            prices = bus.ConsumerSpec(
+                durable=self.rt.durable("alerter-prices"),
+                stream=topo.market,
+                subjects=(topo.price(),),
+                batch_size=500,
+                linger=self.linger,
+                ack_wait=120.0,
+                nak_delay=5.0,
+                description="alerter: price ticks for price-move and stale-price alerts",
+                deliver_new=True,
+            )
+            self.price_consumer = self.rt.consumer(prices, self.handle_prices)
+            await self.price_consumer.start()
+            stack.push_async_callback(self.price_consumer.stop)
+        if a.stale_price_hours > 0:
+            task = asyncio.create_task(self._stale_loop(a.stale_price_hours), name="alerter-stale-prices")
+            stack.push_async_callback(_cancel, task)
 
     def health(self) -> tuple[bool, str]:
         return (not self.last_error, self.last_error or "ok")
@@ -241,8 +312,39 @@ class AlerterService:
             og = self.alerter.plan_one(e, now)
             if og is not None:
                 await self._deliver(og, now)
+            if isinstance(e, TaskResult) and e.assets is not None and e.status != "failed":
+                self.alerter.prices.held(e.source, e.assets, e.finished_at or now)
+            if self.alerter.wants_report(e):
+                assert isinstance(e, TaskResult)
+                rep = await asyncio.to_thread(read_report, self.rt.settings, e.data_as_of)
+                card = cards.report_card(rep, e, footer=self.alerter.footer)
+                await self._deliver(Outgoing(card, "daily_report", None, (e.key(),)), now)
         for og in self.alerter.lifecycle([e for e in events if isinstance(e, ServiceLifecycle)]):
             await self._deliver(og, now)
+
+    async def handle_prices(self, batch: Sequence[bus.Delivery]) -> None:
+        """Price ticks: price-move cards under the dedupe policy; the stale clock moves on."""
+        now = int(time.time() * 1000)
+        for d in batch:
+            e = d.event
+            if isinstance(e, PriceTick) and not e.origin and now - e.ts <= MAX_AGE_MS:
+                for og in self.alerter.plan_price(e, now):
+                    await self._deliver(og, now)
+
+    async def check_stale(self, now: int | None = None) -> None:
+        """Send what the stale-price check calls for now."""
+        t = now if now is not None else int(time.time() * 1000)
+        for og in self.alerter.plan_stale(t):
+            await self._deliver(og, t)
+
+    async def _stale_loop(self, hours: float) -> None:
+        every = min(300.0, max(0.2, hours * 3600 / 8))
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.check_stale()
+            except bus.TransientError as exc:  # the bot is unreachable: the next round tries again
+                log.warning("alerter: stale-price card not delivered: %s", exc)
 
     async def _deliver(self, og: Outgoing, now: int) -> None:
         if og.kind == "suppressed":
@@ -267,3 +369,27 @@ class AlerterService:
         if og.decision is not None:
             self.alerter.policy.commit(og.decision, now)
         self.alerter.done(og.keys)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def read_report(settings: Settings, day: str) -> dict[str, Any] | None:
+    """The store's report for `day` (read-only), or None when the database is not reachable from here."""
+    from assetsync_store import views
+
+    try:
+        conn = views.open_readonly(settings.db_path)
+    except views.StoreNotFound:
+        return None
+    try:
+        rep = views.day_report(conn, day or None, views.valuation_for(conn, settings))
+        return rep.to_dict() if rep is not None else None
+    except sqlite3.Error as exc:
+        log.warning("alerter: cannot read the day report from %s: %s", settings.db_path, exc)
+        return None
+    finally:
+        conn.close()

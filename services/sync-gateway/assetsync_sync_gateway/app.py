@@ -26,6 +26,7 @@ from assetsync_sync_gateway.envelope import CursorError, batch_decoder, decode_c
 from assetsync_sync_gateway.feeds import PageResult
 from assetsync_sync_gateway.gateway import Gateway
 from assetsync_sync_gateway.openapi import openapi_document
+from assetsync_sync_gateway.portfolio import PortfolioApi, portfolio_routes
 from assetsync_sync_gateway.receiver import outcome_dict
 from assetsync_sync_gateway.registry import CODE_RE
 from assetsync_sync_gateway.runtime_config import ConfigPatchError
@@ -576,6 +577,8 @@ def create_app(gw: Gateway, *, manage: bool = True) -> Starlette:
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/openapi.json", api.openapi_json, methods=["GET"]),
     ]
+    portfolio = PortfolioApi(gw.opts.portfolio, lambda request: check_admin(gw, with_client(gw, request)))
+    routes += portfolio_routes(portfolio, _wrap)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -588,6 +591,7 @@ def create_app(gw: Gateway, *, manage: bool = True) -> Starlette:
         try:
             yield
         finally:
+            portfolio.close()
             if manage:
                 await gw.stop()
 

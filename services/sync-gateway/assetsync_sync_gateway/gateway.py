@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from assetsync_sync_gateway.feeds import FeedStore, Limits
 from assetsync_sync_gateway.ingest import ingest_events
 from assetsync_sync_gateway.logbuffer import LogBuffer
+from assetsync_sync_gateway.portfolio import PortfolioOptions
 from assetsync_sync_gateway.received import ReceivedStore
 from assetsync_sync_gateway.receiver import EventSink, Receiver, Tuning
 from assetsync_sync_gateway.registry import BUILTIN_BY_TAG, Catalog, Endpoint, load_registry
@@ -47,6 +48,20 @@ class GatewayOptions:
     receiver_transport: httpx.AsyncBaseTransport | None = None
     page_limit_default: int = 500
     log_dir: Path | None = None  # where the seed's data_sender.log / data_receiver.log go
+    portfolio: PortfolioOptions | None = None  # the store's database for /portfolio (None: not served)
+
+
+def portfolio_options(settings: Settings) -> PortfolioOptions:
+    """The /portfolio page's view of the store: its database and the valuation settings."""
+    a = settings.config.asset_sync
+    stale = a.alerts.stale_price_hours
+    return PortfolioOptions(
+        store_db=settings.db_path,
+        base_currency=a.base_currency,
+        fx_rates=dict(a.fx_rates),
+        stale_hours=stale if stale > 0 else 24.0,
+        timezone=settings.timezone,
+    )
 
 
 class Gateway:
@@ -126,6 +141,7 @@ class Gateway:
                 metrics=metrics,
                 sink=sink,
                 log_dir=settings.log_dir,
+                portfolio=portfolio_options(settings),
             )
         )
 

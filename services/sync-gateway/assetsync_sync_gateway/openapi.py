@@ -303,6 +303,127 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/openapi.json": {"get": {"summary": "this document", "responses": {"200": _json(_obj())}}},
+            **portfolio_paths(admin, common),
+        },
+    }
+
+
+def _range(default: str, values: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "name": "range",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": list(values), "default": default},
+        "description": "1w = 7 days, 1m = 31, 3m = 92, 1y = 366, all",
+    }
+
+
+def portfolio_paths(admin: list[dict[str, list[str]]], common: dict[str, Any]) -> dict[str, Any]:
+    """/portfolio and its read-only JSON (admin access, like the manager's API; the store read-only)."""
+    num = {"type": "number", "nullable": True}
+    holding = _obj(
+        {
+            **{k: {"type": "string"} for k in ("asset", "name", "source", "asset_type", "currency")},
+            **{k: num for k in ("price", "value", "avg_cost", "total_cost", "pnl", "pnl_pct")},
+            "quantity": {"type": "number"},
+            "as_of": {"type": "integer", "description": "ms of the holding's last update (its price time)"},
+            "value_base": {**num, "description": "value in the base currency (null: unpriced or no rate)"},
+            "weight": {**num, "description": "percent of the priced total"},
+            "unpriced": {"type": "boolean"},
+            "stale": {"type": "boolean", "description": "price older than stale_price_hours (funds: ≥ 96 h)"},
+            "no_rate": {
+                "type": "boolean",
+                "description": "no rate to the base currency (asset_sync.fx_rates)",
+            },
+        }
+    )
+    share = _obj({"key": {"type": "string"}, "label": {"type": "string"}, "value": {"type": "number"},
+                  "percent": {"type": "number"}})  # fmt: skip
+    overview = _obj(
+        {
+            "generated_at": {"type": "integer"},
+            "base_currency": {"type": "string"},
+            "rates": _obj(),
+            "stale_hours": {"type": "number"},
+            "totals": _obj(),
+            "holdings": {"type": "array", "items": holding},
+            "allocation": _obj(
+                {"by_type": {"type": "array", "items": share}, "by_asset": {"type": "array", "items": share}}
+            ),
+            "sources": {"type": "array", "items": _obj()},
+            "last_snapshot": {"type": "array", "nullable": True, "items": {}},
+        }
+    )
+    series = _obj(
+        {
+            "range": {"type": "string"},
+            "base_currency": {"type": "string"},
+            "count": {"type": "integer", "description": "snapshots in the range (before downsampling)"},
+            "columns": {"type": "array", "items": {"type": "string"}},
+            "points": {"type": "array", "items": {"type": "array", "items": {}}},
+        }
+    )
+    prices = _obj(
+        {
+            "asset": {"type": "string"},
+            "currency": {"type": "string"},
+            "avg_cost": num,
+            "symbol": {"type": "string"},
+            "interval": {"type": "string", "description": "kline interval, or `price` for observed prices"},
+            "points": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        }
+    )
+    errors = {**common, **_errors(503)}
+    return {
+        "/portfolio": {
+            "get": {
+                "summary": "资产总览: the portfolio page (asks for the admin token when needed)",
+                "responses": {
+                    "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}
+                },
+            }
+        },
+        "/api/portfolio/overview": {
+            "get": {
+                "summary": "totals, 持仓 rows (unpriced/stale flagged), allocation by type and asset, sources' freshness",
+                "security": admin,
+                "responses": {"200": _json(overview), **errors},
+            }
+        },
+        "/api/portfolio/networth": {
+            "get": {
+                "summary": "net worth in the base currency from the daily snapshots (≤ 1000 points)",
+                "security": admin,
+                "parameters": [_range("all", ("1w", "1m", "3m", "1y", "all"))],
+                "responses": {"200": _json(series), **errors, **_errors(400)},
+            }
+        },
+        "/api/portfolio/prices/{asset}": {
+            "get": {
+                "summary": "a held asset's closes from its klines (else observed prices), with its average cost",
+                "security": admin,
+                "parameters": [
+                    {"name": "asset", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _range("3m", ("1w", "1m", "3m", "1y", "all")),
+                ],
+                "responses": {"200": _json(prices), **errors, **_errors(400, 404)},
+            }
+        },
+        "/api/portfolio/report": {
+            "get": {
+                "summary": "a day's report: net worth, change vs yesterday and last week, movers, failed sources",
+                "security": admin,
+                "parameters": [
+                    {
+                        "name": "date",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "format": "date"},
+                        "description": "YYYY-MM-DD (default: the latest snapshot)",
+                    }
+                ],
+                "responses": {"200": _json(_obj()), **errors, **_errors(400, 404)},
+            }
         },
     }
     for ops in doc["paths"].values():
