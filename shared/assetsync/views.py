@@ -114,8 +114,10 @@ def holdings_command(settings: Settings, *, as_json: bool, site: str = "", out: 
         conn.close()
     if origin and not rows:
         known = sorted(k for k in sites(settings.db_path, settings.site_id) if k != settings.site_id)
-        hint = f"sites with replicated holdings: {', '.join(known)}" if known else (
-            "no other site's holdings have been received (sync_gateway.receiver)"
+        hint = (
+            f"sites with replicated holdings: {', '.join(known)}"
+            if known
+            else ("no other site's holdings have been received (sync_gateway.receiver)")
         )
         print(f"assetsync: no holdings of site {site!r} in {settings.db_path}; {hint}", file=sys.stderr)
         return 1

@@ -284,7 +284,9 @@ def net_worth(conn: sqlite3.Connection, rng: str = "all", *, max_points: int = M
         raise ValueError(f"range: expected one of {', '.join(RANGE_DAYS)}")
     last = conn.execute("SELECT max(date) FROM snapshots WHERE origin = ''").fetchone()[0]
     start = range_start_day(rng, last) or "0000-00-00"
-    n, first = conn.execute("SELECT count(*), min(date) FROM snapshots WHERE origin = '' AND date >= ?", (start,)).fetchone()
+    n, first = conn.execute(
+        "SELECT count(*), min(date) FROM snapshots WHERE origin = '' AND date >= ?", (start,)
+    ).fetchone()
     points: list[list[Any]] = []
     currency = ""
     if n:
@@ -501,7 +503,9 @@ def day_report(
     d = date.fromisoformat(day)
 
     def value_on(target: date) -> float | None:
-        r = conn.execute("SELECT total_value FROM snapshots WHERE origin = '' AND date = ?", (target.isoformat(),)).fetchone()
+        r = conn.execute(
+            "SELECT total_value FROM snapshots WHERE origin = '' AND date = ?", (target.isoformat(),)
+        ).fetchone()
         return float(r[0]) if r else None
 
     base, value, cost, pnl, pct, count = snap

@@ -1,4 +1,4 @@
-"""Who may do what on /api/data-sync/ (CONTRACTS §5, §5.1): every access rule, in one ASGI middleware.
+"""Who may do what on /api/data-sync/ and /api/portfolio/ (CONTRACTS §5, §5.1): every access rule, in one ASGI middleware.
 
 In order: client address (peer, or X-Forwarded-For through `trusted_proxies`), `sender.allowed_ips`,
 rate limit (IPv6 clients by /64), body size, CSRF (foreign Origin / Sec-Fetch-Site → 403, non-JSON
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("assetsync.gateway.sender")
 
 API_PREFIX = "/api/data-sync/"
+PORTFOLIO_PREFIX = "/api/portfolio/"  # the portfolio page's JSON: admin rights, like the manager's
 DATA_PREFIX = "/api/data-sync/sender/data/"
 MAX_BODY = 64 * 1024  # request bodies (config, batch) are small JSON
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -50,7 +51,7 @@ def path_kind(path: str) -> str | None:
         return SENDER_FEED
     if path in _SENDER_INFO:
         return SENDER_INFO
-    if path in _ADMIN_EXACT or path.startswith("/api/data-sync/receiver/"):
+    if path in _ADMIN_EXACT or path.startswith(("/api/data-sync/receiver/", PORTFOLIO_PREFIX)):
         return ADMIN
     return None
 
@@ -136,7 +137,7 @@ class AccessControl:
         self._limiter = RateLimiter(gw.config.sender.rate_limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+        if scope["type"] != "http" or not scope["path"].startswith((API_PREFIX, PORTFOLIO_PREFIX)):
             await self.app(scope, receive, send)
             return
         gw = self.gw

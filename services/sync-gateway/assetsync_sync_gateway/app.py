@@ -577,7 +577,7 @@ def create_app(gw: Gateway, *, manage: bool = True) -> Starlette:
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/openapi.json", api.openapi_json, methods=["GET"]),
     ]
-    portfolio = PortfolioApi(gw.opts.portfolio, lambda request: check_admin(gw, with_client(gw, request)))
+    portfolio = PortfolioApi(gw.opts.portfolio)  # access: AccessControl (admin rights, like the manager)
     routes += portfolio_routes(portfolio, _wrap)
 
     @contextlib.asynccontextmanager

@@ -306,6 +306,14 @@ def openapi_document() -> dict[str, Any]:
             **portfolio_paths(admin, common),
         },
     }
+    for ops in doc["paths"].values():
+        post = ops.get("post")
+        if post is not None:  # state changes are JSON only (CSRF): `{}` where nothing else is needed
+            post.setdefault(
+                "requestBody", {"required": True, "content": {"application/json": {"schema": _obj()}}}
+            )
+            post["responses"].update(_errors(415))
+    return doc
 
 
 def _range(default: str, values: tuple[str, ...]) -> dict[str, Any]:
@@ -426,11 +434,3 @@ def portfolio_paths(admin: list[dict[str, list[str]]], common: dict[str, Any]) -
             }
         },
     }
-    for ops in doc["paths"].values():
-        post = ops.get("post")
-        if post is not None:  # state changes are JSON only (CSRF): `{}` where nothing else is needed
-            post.setdefault(
-                "requestBody", {"required": True, "content": {"application/json": {"schema": _obj()}}}
-            )
-            post["responses"].update(_errors(415))
-    return doc

@@ -1,7 +1,7 @@
 """The /portfolio page and its read-only JSON under /api/portfolio/…, from the store's SQLite (read-only).
 
-Access is the manager's admin rule (the `guard` given by the app); the page HTML and the vendored
-chart library are open, like the manager page.
+Access is the manager's admin rule (`access.AccessControl` classifies /api/portfolio/ as admin); the
+page HTML and the vendored chart library are open, like the manager page.
 """
 
 from __future__ import annotations
@@ -117,11 +117,10 @@ def _range(request: Request, default: str) -> str:
 
 
 class PortfolioApi:
-    """Handlers bound to the store reader; `guard(request)` raises when the caller is not an admin."""
+    """Handlers bound to the store reader (callers are admins: the access middleware checked)."""
 
-    def __init__(self, opts: PortfolioOptions | None, guard: Callable[[Request], None]) -> None:
+    def __init__(self, opts: PortfolioOptions | None) -> None:
         self.opts = opts
-        self.guard = guard
         self.reader = StoreReader(opts.store_db) if opts is not None else None
         # Answers by request, valid while the store's files are unchanged (same minute).
         self._cache: OrderedDict[tuple[str, ...], tuple[tuple[int, ...], bytes]] = OrderedDict()
@@ -181,7 +180,6 @@ class PortfolioApi:
 
     async def overview(self, request: Request) -> Response:
         """Totals, 持仓 rows, allocation and the sources' freshness in one answer (the page's first paint)."""
-        self.guard(request)
 
         def run(conn: sqlite3.Connection) -> dict[str, Any]:
             now = _now_ms()
@@ -202,12 +200,10 @@ class PortfolioApi:
         return await self._read(run, ("overview",))
 
     async def networth(self, request: Request) -> Response:
-        self.guard(request)
         rng = _range(request, "all")
         return await self._read(lambda conn: views.net_worth(conn, rng), ("networth", rng))
 
     async def prices(self, request: Request) -> Response:
-        self.guard(request)
         asset = request.path_params["asset"]
         if not asset or len(asset) > 32 or not set(asset) <= _ASSET_CHARS:
             return _error(400, "asset: expected an asset code (letters, digits, . _ -)")
@@ -222,7 +218,6 @@ class PortfolioApi:
         return await self._read(run, ("prices", asset, rng))
 
     async def report(self, request: Request) -> Response:
-        self.guard(request)
         day = request.query_params.get("date") or None
         if day is not None:
             try:
