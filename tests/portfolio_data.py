@@ -115,9 +115,9 @@ def fill_store(
         v = 100_000.0 * (1 + 0.3 * math.sin(k / 40)) + 200.0 * k
         snaps.append(
             (d.isoformat(), "CNY", v, 90_000.0, v - 90_000.0, (v - 90_000.0) / 900.0, len(holdings),
-             json.dumps({"CNY": 30000.0, "USDT": (v - 30000.0) / 7.12}), now - (snapshot_days - k) * DAY)
+             json.dumps({"CNY": 30000.0, "USDT": (v - 30000.0) / 7.12}), now - (snapshot_days - k) * DAY, "")
         )  # fmt: skip
-    conn.executemany("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", snaps)
+    conn.executemany("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", snaps)
     if logs:
         rows = [
             (f"c{n}", "crypto", "binance", "success", now - n * HOUR, now - n * HOUR + 5000, 5.0, 4, 4,

@@ -56,7 +56,10 @@ async def test_sigterm_under_load_exits_0_promptly(make_up: Callable[..., Up]) -
 
         def sync_and_wait() -> None:  # held open by the stalling remote until the stop
             req = urllib.request.Request(
-                f"http://127.0.0.1:{up.gateway_port}/api/data-sync/receiver/sync-all?wait=true", method="POST"
+                f"http://127.0.0.1:{up.gateway_port}/api/data-sync/receiver/sync-all?wait=true",
+                method="POST",
+                data=b"{}",
+                headers={"Content-Type": "application/json"},
             )
             try:
                 with urllib.request.urlopen(req, timeout=30) as r:

@@ -178,7 +178,10 @@ async def test_portfolio_api_answers_exactly_as_the_admin_api(tmp_path: Path, ad
         assert lib.status_code == 200 and b"uPlot" in lib.content
         assert (await c.get("/portfolio/static/../app.py")).status_code == 404
         auth = {"Authorization": "Bearer admin-tok"} if admin_token else {}
-        assert (await c.post("/api/portfolio/overview", headers=auth)).status_code == 405
+        # A state change must be JSON (§5.1 CSRF rule, checked before routing); a JSON POST meets the
+        # read-only route.
+        assert (await c.post("/api/portfolio/overview", headers=auth)).status_code == 415
+        assert (await c.post("/api/portfolio/overview", headers=auth, json={})).status_code == 405
         bad = await c.get("/api/portfolio/prices/BTC?range=5y", headers=auth)
         assert bad.status_code == 400 and "range" in bad.json()["error"]
         assert (await c.get("/api/portfolio/prices/NOPE", headers=auth)).status_code == 404

@@ -158,7 +158,7 @@ async def test_two_sites_back_each_other_up_without_touching_each_others_views(
         )
         for s in (a, b):
             async with httpx.AsyncClient(base_url=s.gateway.url, timeout=60) as c:
-                r = await c.post("/api/data-sync/receiver/sync-all", params={"wait": "true"})
+                r = await c.post("/api/data-sync/receiver/sync-all", params={"wait": "true"}, json={})
                 assert r.status_code == 200 and all(x["status"] == "success" for x in r.json()["results"])
 
         # Each store holds a full copy of the other's holdings, under the other's site id.
