@@ -20,6 +20,7 @@ from assetsync.events import TaskName, TaskResult
 from assetsync.logs import setup_logging
 from assetsync.progress import ProgressBar
 from assetsync.runner import Stack, install_signal_handlers
+from assetsync.secrets import mask_urls
 from assetsync.service import SERVICE_MODULES
 from assetsync.tasks import TASK_OWNER, TaskTimeout, request_task
 
@@ -166,7 +167,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     }
     print("  " + ", ".join(f"{k}: {'on' if v else 'off'}" for k, v in parts.items()))
     print(f"  data dir: {s.data_dir}  database: {s.db_path}  backups: {s.backup_dir}")
-    print(f"  nats: {s.config.nats.url or 'embedded'}  timezone: {s.timezone}")
+    print(f"  nats: {mask_urls(s.config.nats.url) or 'embedded'}  timezone: {s.timezone}")
     for sch in s.schedules:
         print(f"  schedule {sch.key}: hour={sch.hour} minute={sch.minute}")
     if args.log_level.upper() == "DEBUG":
@@ -232,7 +233,7 @@ async def _up(settings: Settings, names: list[str], *, exit_if_off: bool = False
             if exit_if_off and not stack.running:
                 return EXIT_OK
             assert stack.nats is not None
-            print(f"  nats:      {stack.nats.url}{' (embedded)' if stack.nats.server else ''}")
+            print(f"  nats:      {mask_urls(stack.nats.url)}{' (embedded)' if stack.nats.server else ''}")
             print(f"  data dir:  {settings.data_dir}")
             print(f"  logs:      {settings.log_dir}")
             if stack.health_server is not None:
