@@ -29,6 +29,7 @@ from assetsync.runner import (
     install_signal_handlers,
     read_state,
 )
+from assetsync.secrets import mask_urls
 from assetsync.service import SERVICE_MODULES
 from assetsync.subjects import Topology
 from assetsync.tasks import TASK_OWNER, TaskTimeout, request_task
@@ -200,7 +201,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     }
     print("  " + ", ".join(f"{k}: {'on' if v else 'off'}" for k, v in parts.items()))
     print(f"  data dir: {s.data_dir}  database: {s.db_path}  backups: {s.backup_dir}")
-    print(f"  nats: {s.config.nats.url or 'embedded'}  timezone: {s.timezone}")
+    print(f"  nats: {mask_urls(s.config.nats.url) or 'embedded'}  timezone: {s.timezone}")
     for sch in s.schedules:
         print(f"  schedule {sch.key}: hour={sch.hour} minute={sch.minute}")
     if args.log_level.upper() == "DEBUG":
@@ -291,7 +292,7 @@ async def _up(
             if exit_if_off and not stack.running:
                 return EXIT_OK
             assert stack.nats is not None
-            print(f"  nats:      {stack.nats.url}{' (embedded, supervised)' if stack.nats.server else ''}")
+            print(f"  nats:      {mask_urls(stack.nats.url)}{' (embedded, supervised)' if stack.nats.server else ''}")
             print(f"  data dir:  {settings.data_dir}")
             print(f"  logs:      {settings.log_dir}")
             if stack.health_server is not None:

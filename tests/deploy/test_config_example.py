@@ -37,10 +37,29 @@ def mounted(tmp_path: Path, source: Path) -> Path:
     return target
 
 
+GATEWAY_TOKENS = {
+    "ASSETSYNC_SYNC_GATEWAY__ADMIN_TOKEN": "adm-0123456789",
+    "ASSETSYNC_SYNC_GATEWAY__SENDER__AUTH_TOKEN": "snd-0123456789",
+}
+
+
+def test_the_example_env_as_shipped_is_refused_naming_the_token(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No usable empty-token setup: the gateway listens on all interfaces in its container.
+    compose_env(clean_env)
+    cfg = mounted(tmp_path, DEPLOY / "config.example.json")
+    assert main(["check-config", "--config", str(cfg)]) == 2
+    assert "sync_gateway.sender.auth_token" in capsys.readouterr().err
+    compose = (DEPLOY / "docker-compose.yml").read_text(encoding="utf-8")
+    for key in GATEWAY_TOKENS:
+        assert f"{key}: ${{{key}:?" in compose, key
+
+
 def test_example_config_with_the_example_env_passes_check_config(
     clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    compose_env(clean_env)
+    compose_env(clean_env, **GATEWAY_TOKENS)
     cfg = mounted(tmp_path, DEPLOY / "config.example.json")
     assert main(["check-config", "--config", str(cfg), "--data-dir", str(tmp_path / "app" / "data")]) == 0
     out = capsys.readouterr().out
@@ -70,6 +89,11 @@ def test_kubernetes_config_passes_check_config(
     clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = mounted(tmp_path, K8S / "config.json")
+    # The Secret as shipped (empty values) is refused: its gateway tokens are required.
+    assert main(["check-config", "--config", str(cfg)]) == 2
+    assert "sync_gateway.sender.auth_token" in capsys.readouterr().err
+    for key, value in GATEWAY_TOKENS.items():
+        clean_env.setenv(key, value)
     assert main(["check-config", "--config", str(cfg)]) == 0
     assert "nats: nats://nats:4222" in capsys.readouterr().out
 

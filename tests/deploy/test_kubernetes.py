@@ -150,7 +150,8 @@ def test_the_configmap_config_is_valid_and_replicates_streams_three_times(objs: 
         for o in by_kind(objs, "ConfigMap").values()
         if o["metadata"]["name"].startswith("assetsync-config-")
     ]
-    s = load_settings(K8S / "config.json", environ={})
+    # The Secret must carry the gateway's sender token (the pod binds all interfaces): given here.
+    s = load_settings(K8S / "config.json", environ={"ASSETSYNC_SYNC_GATEWAY__SENDER__AUTH_TOKEN": "t" * 43})
     assert s.config.nats.stream_replicas == 3
     assert s.config.nats.url.startswith("nats://nats:")
     assert json.loads(cm["data"]["config.json"]) == json.loads((K8S / "config.json").read_text())

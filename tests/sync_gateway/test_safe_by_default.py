@@ -301,3 +301,33 @@ async def test_public_bind_without_sender_token_exits_2_naming_the_key(tmp_path:
     )
     assert ok.returncode == 0, ok.stderr
     assert token not in ok.stdout + ok.stderr
+
+
+def test_console_and_daily_log_files_mask_url_credentials(tmp_path: Path) -> None:
+    import io
+    import logging
+
+    from assetsync.logs import setup_logging
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    console = io.StringIO()
+    try:
+        setup_logging(tmp_path / "logs", "INFO", stream=console)
+        log = logging.getLogger("assetsync.test")
+        log.warning("upstream %s answered 503", "http://reader:hunter2-pw@feeds.example/x")
+        try:
+            raise RuntimeError("connect to nats://svc:hunter2-pw@nats:4222 failed")
+        except RuntimeError:
+            log.exception("bus down")
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+            h.close()
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
+    written = "".join(p.read_text() for p in (tmp_path / "logs").glob("sync_*.log"))
+    for text in (console.getvalue(), written):
+        assert "http://reader:***@feeds.example/x" in text and "nats://svc:***@nats:4222" in text
+        assert "hunter2" not in text

@@ -9,15 +9,17 @@ genuinely local request: loopback bind, loopback peer, a local Host name, no for
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from assetsync.config import LOCAL_HOST_NAMES, is_loopback_host
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assetsync_sync_gateway.envelope import json_str
 from assetsync_sync_gateway.security import (
     Address,
     RateLimiter,
+    _addr,
     bearer,
     client_address,
     in_networks,
@@ -88,18 +90,31 @@ class AccessPolicy:
         names.add(f"[{bind}]" if ":" in bind and not bind.startswith("[") else bind)
         self.local_hosts = frozenset(names)
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in conf.allowed_origins)
+        # (peer, Host) -> the verdict: the same few pairs repeat on every request of a session.
+        self._verdicts: dict[tuple[str | None, bytes | None], str | None] = {}
 
     def local_problem(
-        self, addr: Address | None, headers: dict[bytes, bytes], forwarded: bytes | None
+        self, peer: str | None, headers: dict[bytes, bytes], forwarded: bytes | None
     ) -> str | None:
         """Why this request is not a genuine local one (None: it is)."""
+        if forwarded is not None:
+            return f"the request came through a proxy ({forwarded.decode('latin-1')} header)"
+        key = (peer, headers.get(b"host"))
+        try:
+            return self._verdicts[key]
+        except KeyError:
+            pass
+        verdict = self._judge(_addr(peer or ""), key[1])
+        if len(self._verdicts) >= 1024:  # strangers can vary the Host: stay bounded
+            self._verdicts.clear()
+        self._verdicts[key] = verdict
+        return verdict
+
+    def _judge(self, addr: Address | None, host: bytes | None) -> str | None:
         if not self.bind_loopback:
             return f"the gateway is bound to {self.bind or 'all interfaces'}, not to a loopback address"
         if not is_loopback(addr):
             return f"the client {addr} is not on this machine"
-        if forwarded is not None:
-            return f"the request came through a proxy ({forwarded.decode('latin-1')} header)"
-        host = headers.get(b"host")
         if host is None:
             return "the request has no Host header"
         name = host_name(host.decode("latin-1"))
@@ -123,16 +138,20 @@ class AccessPolicy:
         return None
 
 
+FastRoute = Callable[[Scope, Send, dict[bytes, bytes], list[tuple[bytes, bytes]]], Awaitable[None]]
+
+
 class AccessControl:
     """Pure ASGI (the data route is the replication hot path): refuses, or passes on with `state.client` set.
 
-    Hands the next layer `state.headers` (the request headers once parsed) and `state.ratelimit` (the
-    RateLimit-* headers to add to the answer).
+    An admitted `GET …/sender/data/{code}` goes straight to `data_route` (no router, headers parsed once);
+    other admitted requests go to the app, with the RateLimit-* headers added to the answer.
     """
 
-    def __init__(self, app: ASGIApp, gw: Gateway) -> None:
+    def __init__(self, app: ASGIApp, gw: Gateway, data_route: FastRoute) -> None:
         self.app = app
         self.gw = gw
+        self.data_route = data_route
         self.policy = AccessPolicy(gw)
         self._limiter = RateLimiter(gw.config.sender.rate_limit)
 
@@ -141,23 +160,20 @@ class AccessControl:
             await self.app(scope, receive, send)
             return
         gw = self.gw
-        xff: str | None = None
+        raw = scope["headers"]
+        headers: dict[bytes, bytes] = dict(raw)
         forwarded: bytes | None = None
-        headers: dict[bytes, bytes] = {}
-        for k, v in scope["headers"]:
-            if k in FORWARDING_HEADERS:
-                forwarded = k
-                if k == b"x-forwarded-for":
-                    xff = v.decode("latin-1") if xff is None else f"{xff},{v.decode('latin-1')}"
-                    continue
-            headers[k] = v
-        peer = scope.get("client")
-        addr = client_address(peer[0] if peer else None, xff, gw.trusted)
+        xff: str | None = None
+        if b"x-forwarded-for" in headers or b"forwarded" in headers or b"x-real-ip" in headers:
+            forwarded = next(k for k in FORWARDING_HEADERS if k in headers)
+            hops = [v.decode("latin-1") for k, v in raw if k == b"x-forwarded-for"]
+            xff = ",".join(hops) if hops else None
+        client = scope.get("client")
+        peer: str | None = client[0] if client else None
+        addr = client_address(peer, xff, gw.trusted)
         state = scope.setdefault("state", {})
         state["client"] = addr
-        state["headers"] = headers
         extra: list[tuple[bytes, bytes]] = []
-        state["ratelimit"] = extra
         path: str = scope["path"]
         kind = path_kind(path)
         try:
@@ -184,10 +200,11 @@ class AccessControl:
             length = headers.get(b"content-length")
             if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
                 raise Refusal(413, f"request body larger than {MAX_BODY} bytes")
-            if scope["method"] not in SAFE_METHODS:
+            method = scope["method"]
+            if method not in SAFE_METHODS:
                 self._check_state_change(headers, addr)
             if kind is not None:
-                self._check_tokens(kind, path, headers, addr, forwarded)
+                self._check_tokens(kind, headers, peer, forwarded)
         except Refusal as r:
             if kind != ADMIN:
                 gw.sender_stats.stats.record(None, False, 0)
@@ -206,7 +223,19 @@ class AccessControl:
             )
             await send({"type": "http.response.body", "body": body})
             return
-        await self.app(scope, receive, send)
+        if method == "GET" and path.startswith(DATA_PREFIX):
+            await self.data_route(scope, send, headers, extra)
+            return
+        if not extra:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
     def _check_state_change(self, headers: dict[bytes, bytes], addr: Address | None) -> None:
         """CSRF: a browser page of another site may not change anything, even on a loopback gateway."""
@@ -219,14 +248,14 @@ class AccessControl:
             raise Refusal(415, "state-changing requests must be Content-Type: application/json")
 
     def _admin_problem(
-        self, given: str | None, headers: dict[bytes, bytes], addr: Address | None, forwarded: bytes | None
+        self, given: str | None, headers: dict[bytes, bytes], peer: str | None, forwarded: bytes | None
     ) -> Refusal | None:
         admin = self.gw.admin_token
         if admin:
             if token_ok(given, (admin,)):
                 return None
             return Refusal(401, "missing or wrong admin token (sync_gateway.admin_token)", _ADMIN_BEARER)
-        local = self.policy.local_problem(addr, headers, forwarded)
+        local = self.policy.local_problem(peer, headers, forwarded)
         if local is None:
             return None
         if not self.policy.bind_loopback:
@@ -242,18 +271,18 @@ class AccessControl:
         )
 
     def _check_tokens(
-        self, kind: str, path: str, headers: dict[bytes, bytes], addr: Address | None, forwarded: bytes | None
+        self, kind: str, headers: dict[bytes, bytes], peer: str | None, forwarded: bytes | None
     ) -> None:
         auth = headers.get(b"authorization")
         given = bearer(auth.decode("latin-1")) if auth is not None else None
         if kind == ADMIN:
-            refusal = self._admin_problem(given, headers, addr, forwarded)
+            refusal = self._admin_problem(given, headers, peer, forwarded)
             if refusal is not None:
                 raise refusal
             return
         cfg = self.gw.config
         # The manager (admin rights) reads the sender's status and catalog, also while the sender is off.
-        if kind == SENDER_INFO and self._admin_problem(given, headers, addr, forwarded) is None:
+        if kind == SENDER_INFO and self._admin_problem(given, headers, peer, forwarded) is None:
             return
         if not cfg.sender.enabled:
             raise Refusal(403, "the sender is disabled (sync_gateway.sender.enabled)")
@@ -266,7 +295,7 @@ class AccessControl:
             return
         if given is not None and token_ok(given, (self.gw.admin_token,)):
             return
-        local = self.policy.local_problem(addr, headers, forwarded)
+        local = self.policy.local_problem(peer, headers, forwarded)
         if local is not None:
             raise Refusal(
                 403,

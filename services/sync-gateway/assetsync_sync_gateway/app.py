@@ -18,10 +18,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from assetsync_sync_gateway import compression
-from assetsync_sync_gateway.access import API_PREFIX, DATA_PREFIX, MAX_BODY, AccessControl
+from assetsync_sync_gateway.access import DATA_PREFIX, MAX_BODY, AccessControl
 from assetsync_sync_gateway.envelope import CursorError, batch_decoder, decode_cursor, json_str
 from assetsync_sync_gateway.feeds import PageResult
 from assetsync_sync_gateway.gateway import Gateway
@@ -87,37 +87,6 @@ class PageCache:
         while self.size > self.max_bytes and self._d:
             _, old = self._d.popitem(last=False)
             self.size -= len(old.body)
-
-
-class Front:
-    """Serves the data route straight from ASGI (the replication hot path: no request objects, no router).
-
-    Runs behind AccessControl, which has already admitted the request and parsed its headers.
-    """
-
-    def __init__(self, app: ASGIApp, api: Api) -> None:
-        self.app = app
-        self.api = api
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
-            await self.app(scope, receive, send)
-            return
-        state = scope["state"]
-        extra: list[tuple[bytes, bytes]] = state["ratelimit"]
-        if scope["method"] == "GET" and scope["path"].startswith(DATA_PREFIX):
-            await self.api.data(scope, send, state["headers"], extra)
-            return
-        if not extra:
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -610,8 +579,8 @@ def create_app(gw: Gateway, *, manage: bool = True) -> Starlette:
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_allowed)
     app.add_exception_handler(Exception, server_error)
-    app.add_middleware(Front, api=api)
-    app.add_middleware(AccessControl, gw=gw)
+    # Access rules, then the data route straight from ASGI (the replication hot path).
+    app.add_middleware(AccessControl, gw=gw, data_route=api.data)
     if gw.opts.conf.allowed_origins:
         # A deliberate cross-origin admin UI (sync_gateway.allowed_origins) needs CORS answers, preflights included.
         app.add_middleware(

@@ -99,10 +99,14 @@ class RuntimeConfig:
         self.allowed: tuple[Network, ...] = parse_networks(
             self.sender.allowed_ips, "sync_gateway.sender.allowed_ips"
         )
+        # Looked up on every sender request: computed once per change.
+        self._tokens = tuple(
+            t for t in (self.sender.auth_token.get(), self.sender.next_auth_token.get()) if t
+        )
         self.version += 1
 
     def sender_tokens(self) -> tuple[str, ...]:
-        return tuple(t for t in (self.sender.auth_token.get(), self.sender.next_auth_token.get()) if t)
+        return self._tokens
 
     def update_sender(self, body: bytes) -> None:
         patch: SenderPatch = _decode_patch(body, SenderPatch, "sender")
