@@ -79,7 +79,7 @@ class NatsOwner:
     `nats.restart_limit` deaths in a row `failed` is set so the stack exits non-zero.
     """
 
-    STABLE_AFTER = 30.0  # a server that ran this long resets the count of deaths in a row
+    STABLE_AFTER = 10.0  # a server that ran this long resets the count of deaths in a row
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -143,12 +143,18 @@ def raw_sqlite(db: Path, rows: list[tuple[object, ...]]) -> float:
 
 
 async def pipeline(
-    url: str, tmp: Path, mode: str, n: int, rows_expected: int, args: argparse.Namespace, tag: str
+    url: str,
+    tmp: Path,
+    mode: str,
+    n: int,
+    rows_expected: int,
+    args: argparse.Namespace,
+    tag: str,
+    synchronous: str = "FULL",
 ) -> float:
     """Our path: a publisher process -> JetStream -> store consumer -> one SQLite transaction per batch."""
-    settings = load_settings(
-        None, data_dir=tmp / tag, log_dir=tmp / "logs", environ={}, overrides={"nats": {"prefix": tag}}
-    )
+    overrides = {"nats": {"prefix": tag}, "asset_sync": {"database": {"synchronous": synchronous}}}
+    settings = load_settings(None, data_dir=tmp / tag, log_dir=tmp / "logs", environ={}, overrides=overrides)
     async with open_runtime(settings, url, name="bench", metrics=Metrics()) as rt:
         rt.scheduling = False
         store = StoreService(rt)
@@ -161,6 +167,51 @@ async def pipeline(
             end = time.time()
             await asyncio.to_thread(proc.wait)
             return end - start
+
+
+async def publish_rate(url: str, n: int, tag: str) -> float:
+    """Events/s our Publisher gets acknowledged by JetStream (each ack means "stored per the fsync policy")."""
+    settings = load_settings(None, environ={}, overrides={"nats": {"prefix": tag}})
+    events = price_events(n)
+    async with open_runtime(settings, url, name="bench-durability", metrics=Metrics()) as rt:
+        start = time.perf_counter()
+        for e in events:
+            await rt.publisher.publish(e)
+        await rt.publisher.flush()
+        return n / (time.perf_counter() - start)
+
+
+async def durability_costs(tmp: Path, args: argparse.Namespace) -> list[tuple[str, float, float]]:
+    """What "loses nothing acknowledged on power loss" costs: (setting, durable rate, relaxed rate)."""
+    n = args.durability_events
+    rates: dict[str, float] = {}
+    for interval in ("always", "2m"):
+        srv = EmbeddedNats(
+            tmp / f"nats-{interval}", log_file=tmp / f"nats-{interval}.log", sync_interval=interval
+        )
+        srv.start()
+        try:
+            rates[interval] = statistics.median(
+                [await publish_rate(srv.url, n, f"dur{interval[0]}{r}") for r in range(args.rounds)]
+            )
+        finally:
+            srv.stop()
+    srv = EmbeddedNats(tmp / "nats-store", log_file=tmp / "nats-store.log").start()
+    try:
+        k = args.kline_batches * args.candles
+        for sync in ("FULL", "NORMAL"):
+            rates[sync] = statistics.median(
+                [
+                    k / await pipeline(srv.url, tmp, "klines", 0, k, args, f"sync{sync}{r}", synchronous=sync)
+                    for r in range(args.rounds)
+                ]
+            )
+    finally:
+        srv.stop()
+    return [
+        ('nats.sync_interval: JetStream acks/s ("always" vs "2m")', rates["always"], rates["2m"]),
+        ("asset_sync.database.synchronous: kline rows/s (FULL vs NORMAL)", rates["FULL"], rates["NORMAL"]),
+    ]
 
 
 def measure_up(tmp: Path) -> tuple[float, float]:
@@ -215,6 +266,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--kline-batches", type=int, default=2000)
     ap.add_argument("--candles", type=int, default=100, help="candles per kline batch")
     ap.add_argument("--rounds", type=int, default=3, help="alternating baseline/ours rounds (median)")
+    ap.add_argument("--durability-events", type=int, default=50_000, help="events per fsync-policy round")
+    ap.add_argument("--durability-only", action="store_true", help="only measure the fsync settings' cost")
     ap.add_argument("--worker", choices=["raw", "prices", "klines"], help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--prefix", default="", help=argparse.SUPPRESS)
@@ -223,11 +276,25 @@ def main(argv: list[str]) -> int:
         return asyncio.run(worker(args))
     with tempfile.TemporaryDirectory(prefix="assetsync-bench-") as td:
         tmp = Path(td)
-        srv = EmbeddedNats(tmp / "nats", log_file=tmp / "nats.log").start()
+        if args.durability_only:
+            return asyncio.run(_durability(tmp, args))
+        # The embedded server as `up` runs it by default: fsync before every acknowledgement.
+        srv = EmbeddedNats(tmp / "nats", log_file=tmp / "nats.log", sync_interval="always").start()
         try:
-            return asyncio.run(_run(srv.url, tmp, args))
+            code = asyncio.run(_run(srv.url, tmp, args))
         finally:
             srv.stop()
+        return max(code, asyncio.run(_durability(tmp, args)))
+
+
+async def _durability(tmp: Path, args: argparse.Namespace) -> int:
+    print()
+    print(f"{'durability setting (default first)':<66}{'durable':>12}{'relaxed':>12}{'cost':>8}")
+    for label, durable, relaxed in await durability_costs(tmp, args):
+        cost = 1 - durable / relaxed if relaxed else float("nan")
+        print(f"{label:<66}{durable:>12,.0f}{relaxed:>12,.0f}{cost:>8.0%}")
+    print("durable: an acknowledged event survives power loss; relaxed: the last moments may be lost")
+    return 0
 
 
 async def _run(url: str, tmp: Path, args: argparse.Namespace) -> int:
