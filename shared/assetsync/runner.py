@@ -69,7 +69,9 @@ def claim_port(part: str, key: str, host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as exc:
-            raise StartError(part, key, f"{host}:{port} is not available ({exc.strerror or exc})") from None
+            raise StartError(
+                part, key, f"{host}:{port} is not available ({os.strerror(exc.errno) if exc.errno else exc})"
+            ) from None
 
 
 class NatsOwner:
@@ -314,7 +316,7 @@ class Stack:
                 raise StartError(
                     "metrics",
                     "metrics.port",
-                    f"{conf.metrics.host}:{port} is not available ({exc.strerror or exc})",
+                    f"{conf.metrics.host}:{port} is not available ({os.strerror(exc.errno) if exc.errno else exc})",
                 ) from None
             self.health_server = hs  # answers 503 until every part is ready
             stack.push_async_callback(hs.stop)
