@@ -424,14 +424,14 @@ async def _settle(stack: Stack, store_timeout: float = 30.0, grace: float = 2.0)
     assert stack.rt is not None
 
     async def pending(store: bool) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for c in stack.rt.consumers:  # type: ignore[union-attr]
-            if c.spec.stream.endswith("TASKS") or ("store-" in c.spec.durable) != store:
-                continue
-            with contextlib.suppress(Exception):
-                if n := await c.lag():
-                    out[c.spec.durable] = n
-        return out
+        wanted = [
+            c
+            for c in stack.rt.consumers  # type: ignore[union-attr]
+            if not c.spec.stream.endswith("TASKS") and ("store-" in c.spec.durable) == store
+        ]
+        # Each look bounded: a busy server must not hold the terminal (an unknown lag counts as done).
+        lags = await asyncio.gather(*(asyncio.wait_for(c.lag(), 2.0) for c in wanted), return_exceptions=True)
+        return {c.spec.durable: n for c, n in zip(wanted, lags, strict=True) if isinstance(n, int) and n}
 
     async def until_idle(store: bool) -> None:
         while await pending(store):
@@ -443,7 +443,10 @@ async def _settle(stack: Stack, store_timeout: float = 30.0, grace: float = 2.0)
         log.warning("the store has not committed every event yet; the next run finishes them")
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(until_idle(False), grace)
-    left = await pending(False)
+    try:
+        left = await asyncio.wait_for(pending(False), 3.0)
+    except TimeoutError:
+        left = {}
     if left:
         print(
             f"{sum(left.values())} Feishu writes/alerts still queued; a running `assetsync up` or the next run "

@@ -70,7 +70,9 @@ def claim_port(part: str, key: str, host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as exc:
-            raise StartError(part, key, f"{host}:{port} is not available ({exc.strerror or exc})") from None
+            raise StartError(
+                part, key, f"{host}:{port} is not available ({os.strerror(exc.errno) if exc.errno else exc})"
+            ) from None
 
 
 class NatsOwner:
@@ -80,7 +82,7 @@ class NatsOwner:
     `nats.restart_limit` deaths in a row `failed` is set so the stack exits non-zero.
     """
 
-    STABLE_AFTER = 30.0  # a server that ran this long resets the count of deaths in a row
+    STABLE_AFTER = 10.0  # a server that ran this long resets the count of deaths in a row
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -316,7 +318,7 @@ class Stack:
                 raise StartError(
                     "metrics",
                     "metrics.port",
-                    f"{conf.metrics.host}:{port} is not available ({exc.strerror or exc})",
+                    f"{conf.metrics.host}:{port} is not available ({os.strerror(exc.errno) if exc.errno else exc})",
                 ) from None
             self.health_server = hs  # answers 503 until every part is ready
             stack.push_async_callback(hs.stop)

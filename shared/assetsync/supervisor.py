@@ -304,9 +304,19 @@ async def run_processes(
     out: TextIO | None = None,
 ) -> int:
     """`assetsync up --processes`: NATS in this process, each service replica a supervised child."""
-    from assetsync.runner import NatsOwner, StartError, StopGuard, install_signal_handlers
+    from assetsync.runner import NatsOwner, StartError, StopGuard, claim_port, install_signal_handlers
 
     o = out or sys.stdout
+    conf = settings.config
+    specs = plan(replicas, metrics_port=conf.metrics.port)
+    try:  # every child's port, before anything starts: one line and exit 1, not a restart loop
+        for spec in specs:
+            claim_port(spec.label, "metrics.port", conf.metrics.host, spec.metrics_port)
+        if conf.sync_gateway.enabled and any(s.service == "sync-gateway" for s in specs):
+            claim_port("sync-gateway", "sync_gateway.port", conf.sync_gateway.host, conf.sync_gateway.port)
+    except StartError as exc:
+        print(exc.line(), file=sys.stderr)
+        return 1
     stop = asyncio.Event()
     guard = StopGuard(9.5)
     install_signal_handlers(stop, guard)
@@ -328,7 +338,6 @@ async def run_processes(
                 file=sys.stderr,
             )
             return 1
-        specs = plan(replicas, metrics_port=settings.config.metrics.port)
         # Children stop themselves within 7s; the supervisor kills any that do not by 8s.
         sup = Supervisor(specs, nats_url=url, cli_args=cli_args, out=o, stop_timeout=8.0)
         if owner.server is not None:

@@ -143,12 +143,18 @@ def raw_sqlite(db: Path, rows: list[tuple[object, ...]]) -> float:
 
 
 async def pipeline(
-    url: str, tmp: Path, mode: str, n: int, rows_expected: int, args: argparse.Namespace, tag: str
+    url: str,
+    tmp: Path,
+    mode: str,
+    n: int,
+    rows_expected: int,
+    args: argparse.Namespace,
+    tag: str,
+    synchronous: str = "FULL",
 ) -> float:
     """Our path: a publisher process -> JetStream -> store consumer -> one SQLite transaction per batch."""
-    settings = load_settings(
-        None, data_dir=tmp / tag, log_dir=tmp / "logs", environ={}, overrides={"nats": {"prefix": tag}}
-    )
+    overrides = {"nats": {"prefix": tag}, "asset_sync": {"database": {"synchronous": synchronous}}}
+    settings = load_settings(None, data_dir=tmp / tag, log_dir=tmp / "logs", environ={}, overrides=overrides)
     async with open_runtime(settings, url, name="bench", metrics=Metrics()) as rt:
         rt.scheduling = False
         store = StoreService(rt)
@@ -161,6 +167,72 @@ async def pipeline(
             end = time.time()
             await asyncio.to_thread(proc.wait)
             return end - start
+
+
+async def publish_rate(url: str, n: int, tag: str) -> float:
+    """Events/s our Publisher gets acknowledged by JetStream (each ack means "stored per the fsync policy")."""
+    settings = load_settings(None, environ={}, overrides={"nats": {"prefix": tag}})
+    events = price_events(n)
+    async with open_runtime(settings, url, name="bench-durability", metrics=Metrics()) as rt:
+        start = time.perf_counter()
+        for e in events:
+            await rt.publisher.publish(e)
+        await rt.publisher.flush()
+        return n / (time.perf_counter() - start)
+
+
+async def durability_costs(tmp: Path, args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """What "loses nothing acknowledged on power loss" costs, per setting: (setting, figure, cost)."""
+    n = args.durability_events
+    burst = 1000  # a large scheduled sync: ~200 assets' holdings, prices and kline batches
+    rows: list[tuple[str, str, str]] = []
+    rates: dict[str, float] = {}
+    bursts: dict[str, float] = {}
+    for interval in ("always", "1s", "2m"):
+        srv = EmbeddedNats(
+            tmp / f"nats-{interval}", log_file=tmp / f"nats-{interval}.log", sync_interval=interval
+        ).start()
+        try:
+            tag = interval.replace("always", "a")
+            rates[interval] = statistics.median(
+                [await publish_rate(srv.url, n, f"dur{tag}{r}") for r in range(args.rounds)]
+            )
+            bursts[interval] = statistics.median(
+                [burst / await publish_rate(srv.url, burst, f"burst{tag}{r}") for r in range(args.rounds)]
+            )
+        finally:
+            srv.stop()
+    for interval in ("always", "1s", "2m"):
+        cost = 1 - rates[interval] / rates["2m"]
+        rows.append(
+            (
+                f'nats.sync_interval "{interval}": JetStream acks/s; a {burst:,}-event sync',
+                f"{rates[interval]:,.0f}/s; {bursts[interval]:.2f}s",
+                f"{cost:.0%}",
+            )
+        )
+    srv = EmbeddedNats(tmp / "nats-store", log_file=tmp / "nats-store.log").start()
+    try:
+        k = args.kline_batches * args.candles
+        krates: dict[str, float] = {}
+        for sync in ("FULL", "NORMAL"):
+            krates[sync] = statistics.median(
+                [
+                    k / await pipeline(srv.url, tmp, "klines", 0, k, args, f"sync{sync}{r}", synchronous=sync)
+                    for r in range(args.rounds)
+                ]
+            )
+    finally:
+        srv.stop()
+    for sync in ("FULL", "NORMAL"):
+        rows.append(
+            (
+                f"asset_sync.database.synchronous {sync}: kline rows/s into SQLite",
+                f"{krates[sync]:,.0f}/s",
+                f"{1 - krates[sync] / krates['NORMAL']:.0%}",
+            )
+        )
+    return rows
 
 
 def measure_up(tmp: Path) -> tuple[float, float]:
@@ -215,6 +287,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--kline-batches", type=int, default=2000)
     ap.add_argument("--candles", type=int, default=100, help="candles per kline batch")
     ap.add_argument("--rounds", type=int, default=3, help="alternating baseline/ours rounds (median)")
+    ap.add_argument("--durability-events", type=int, default=10_000, help="events per fsync-policy round")
+    ap.add_argument("--durability-only", action="store_true", help="only measure the fsync settings' cost")
     ap.add_argument("--worker", choices=["raw", "prices", "klines"], help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--prefix", default="", help=argparse.SUPPRESS)
@@ -223,11 +297,28 @@ def main(argv: list[str]) -> int:
         return asyncio.run(worker(args))
     with tempfile.TemporaryDirectory(prefix="assetsync-bench-") as td:
         tmp = Path(td)
+        if args.durability_only:
+            return asyncio.run(_durability(tmp, args))
+        # Our overhead against raw nats-py on the same server (nats-server's own fsync policy); what
+        # `up`'s default `nats.sync_interval: "always"` costs on top is measured separately below.
         srv = EmbeddedNats(tmp / "nats", log_file=tmp / "nats.log").start()
         try:
-            return asyncio.run(_run(srv.url, tmp, args))
+            code = asyncio.run(_run(srv.url, tmp, args))
         finally:
             srv.stop()
+        return max(code, asyncio.run(_durability(tmp, args)))
+
+
+async def _durability(tmp: Path, args: argparse.Namespace) -> int:
+    print()
+    print(f"{'durability setting (the default first)':<64}{'measured':>20}{'cost':>8}")
+    for label, figure, cost in await durability_costs(tmp, args):
+        print(f"{label:<64}{figure:>20}{cost:>8}")
+    print(
+        '"always"/FULL: an acknowledged event survives power loss; "1s"/"2m"/NORMAL: up to that long\n'
+        "before a power cut may be lost (never on a crash); cost = throughput given up vs the most relaxed"
+    )
+    return 0
 
 
 async def _run(url: str, tmp: Path, args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@ nothing left running; /healthz is 200 only once every part is ready."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -68,3 +69,15 @@ def test_a_damaged_database_file_stops_the_start(make_up: Callable[..., Up], tmp
     except sqlite3.DatabaseError:
         damaged = True
     assert damaged
+
+
+def test_up_processes_checks_every_childs_port_first(make_up: Callable[..., Up]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        up = make_up(args=["--processes"], metrics_port=port).start()
+        assert up.wait(60) == 1
+    line = last_line(up.err)
+    assert line.startswith("assetsync: store.1 cannot start:") and "change metrics.port" in line, up.err
+    assert up.nats_servers() == []
