@@ -186,3 +186,35 @@ async def test_portfolio_api_answers_exactly_as_the_admin_api(tmp_path: Path, ad
         assert bad.status_code == 400 and "range" in bad.json()["error"]
         assert (await c.get("/api/portfolio/prices/NOPE", headers=auth)).status_code == 404
         assert (await c.get("/api/portfolio/report?date=2020-01-01", headers=auth)).status_code == 404
+
+
+@pytest.mark.browser
+async def test_portfolio_page_on_a_new_store(tmp_path: Path) -> None:
+    """No holdings, snapshots or runs yet: the page says so instead of failing; no store file: says why."""
+    import sqlite3
+
+    from assetsync_store import schema
+
+    db = tmp_path / "assets.db"
+    with sqlite3.connect(db) as conn:
+        schema.migrate(conn)
+    gw = make_gateway(tmp_path / "gw", "home", portfolio=PortfolioOptions(db))
+    missing = make_gateway(tmp_path / "gw2", "home", portfolio=PortfolioOptions(tmp_path / "none.db"))
+    async with serve(gw) as site, serve(missing) as site2, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1200, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(f"{site.url}/portfolio")
+            await expect(page.locator("#app")).to_be_visible()
+            await expect(page.locator("#t-count")).to_have_text("0")
+            await expect(page.locator("#nw-note")).to_contain_text("暂无快照")
+            await expect(page.locator("#price-note")).to_have_text("暂无持仓")
+            await expect(page.locator("#s-rows")).to_contain_text("还没有任务记录")
+            assert not errors, errors
+            await page.goto(f"{site2.url}/portfolio")
+            await expect(page.locator("#denied")).to_be_visible()
+            await expect(page.locator("#denied-msg")).to_contain_text("no store database")
+        finally:
+            await browser.close()
