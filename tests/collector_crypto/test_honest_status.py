@@ -76,3 +76,21 @@ async def test_task_summary_names_the_missing_and_the_dust(harness: Harness, cap
     assert f"{result.records}/{result.total}" in out
     assert "1 unpriced: ETHW (no active Binance market); 1 dust hidden: SHIB" in out
     assert "unpriced [prices]: ETHW (quantity 4.21) — no active Binance market" in out
+
+
+def test_a_part_tried_for_one_asset_of_many_is_not_everywhere() -> None:
+    from assetsync_collector_crypto.sync import RunReport
+
+    report = RunReport()
+    report.attempt("trades", "SOL")
+    report.fail("SOL", "trades SOL/USDT: HTTP 503", "trades")
+    assert report.failed_everywhere(held=8) == []
+    assert report.failed_everywhere(held=1) == ["trades"]
+    for asset in ("BTC", "ETH"):
+        report.attempt("klines", asset)
+        report.fail(asset, f"klines {asset}/USDT: HTTP 503", "klines")
+    assert report.failed_everywhere(held=8) == ["klines"]
+    assert report.errors["SOL"].part == "trades"
+    report.attempt("klines", "SOL")
+    report.fail("SOL", "klines SOL/USDT: HTTP 503", "klines")
+    assert report.errors["SOL"].part == "klines,trades"
