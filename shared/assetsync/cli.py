@@ -166,6 +166,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print("  " + ", ".join(f"{k}: {'on' if v else 'off'}" for k, v in parts.items()))
     print(f"  data dir: {s.data_dir}  database: {s.db_path}  backups: {s.backup_dir}")
     print(f"  nats: {s.config.nats.url or 'embedded'}  timezone: {s.timezone}")
+    a = s.config.asset_sync
+    manual = ", ".join(f"{k}={v:g}" for k, v in sorted(a.fx_rates.items())) or "none"
+    auto = f"{a.fx.source} ({a.fx.base_url})" if a.fx.source != "none" else "none"
+    print(
+        f"  fx into {a.base_currency}: manual {manual}; source {auto}; stored rates up to {a.fx.max_age_days:g} days"
+    )
+    if s.holidays:
+        print(f"  market holidays: {', '.join(d.isoformat() for d in s.holidays)}")
     for sch in s.schedules:
         print(f"  schedule {sch.key}: hour={sch.hour} minute={sch.minute}")
     if args.log_level.upper() == "DEBUG":
