@@ -18,7 +18,6 @@ from assetsync import __version__
 from assetsync.config import ConfigError, Settings, find_default_config, load_settings, redacted
 from assetsync.events import TaskName, TaskResult
 from assetsync.logs import setup_logging
-from assetsync.outcome import missing
 from assetsync.progress import ProgressBar
 from assetsync.runner import Stack, install_reload_handler, install_signal_handlers, read_state
 from assetsync.service import SERVICE_MODULES
@@ -371,9 +370,6 @@ def print_summary(r: TaskResult, stored: bool) -> None:
     when = datetime.fromtimestamp(r.started_at / 1000).strftime("%Y-%m-%d %H:%M:%S")
     counts = f"{r.records}/{r.total}" if r.total else str(r.records)
     print(f"{label}: {r.status} — {counts} in {r.duration:.1f}s (started {when}, source {r.source})")
-    why = missing(r)  # a count short of its total always comes with the reason
-    if why:
-        print(f"  {why}")
     if r.message:
         print(f"  {r.message}")
     if r.data_as_of:
@@ -384,6 +380,10 @@ def print_summary(r: TaskResult, stored: bool) -> None:
         print(f"  {e.kind}{part}: {e.asset}{qty} — {e.reason}")
     if len(r.errors) > 20:
         print(f"  … and {len(r.errors) - 20} more")
+    if r.dust and "dust" not in r.message:
+        print(f"  dust hidden: {', '.join(r.dust)}")
+    if r.total > r.records and not r.errors and not r.message:
+        print("  (no reason was reported for the missing ones)")
     print(f"  stored: {'yes' if stored else 'not confirmed (is the store running?)'}")
 
 

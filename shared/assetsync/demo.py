@@ -15,7 +15,7 @@ from assetsync.emulators.feishu import FeishuEmulator
 from assetsync.emulators.feishu_bot import BotEmulator
 from assetsync.emulators.xueqiu import DEMO_FUND_HOLDINGS, XueqiuEmulator
 from assetsync.events import TaskName
-from assetsync.outcome import count_text
+from assetsync.outcome import headline
 from assetsync.runner import Stack
 from assetsync.tasks import TaskTimeout, request_task
 
@@ -82,8 +82,7 @@ async def kick_off(stack: Stack) -> asyncio.Task[None]:
         except TaskTimeout as exc:
             print(f"  demo {task}: {exc}", flush=True)
             return
-        detail = f" — {result.message}" if result.message else ""
-        print(f"  demo {task}: {result.status}, {count_text(result)}{detail}", flush=True)
+        print(f"  demo {task}: {result.status}, {headline(result)}", flush=True)
 
     async def run() -> None:
         running = {p.name for p in stack.parts if p.state == "running"}

@@ -369,7 +369,9 @@ class CryptoSync:
             detail = "; ".join(f"{part}: {', '.join(assets)}" for part, assets in sorted(by_part.items()))
             parts.append(f"{len(failures)} of {len(held)} assets failed ({detail})")
         if unpriced:
-            parts.append(f"{len(unpriced)} unpriced: {', '.join(e.asset for e in unpriced)}")
+            parts.append(
+                f"{len(unpriced)} unpriced: {', '.join(f'{e.asset} ({e.reason})' for e in unpriced)}"
+            )
         if dust:
             parts.append(
                 f"{len(dust)} dust hidden (< {self.conf.min_value:g} USDT, asset_sync.assets.crypto.min_value): "
