@@ -116,8 +116,10 @@ def test_a_month_before_the_data_ends_it_says_how_to_fix_it(caplog: pytest.LogCa
     with caplog.at_level(logging.WARNING, logger="assetsync.collector_fund.trading_days"):
         text = cal.warn_if_ending(date(2026, 12, 6))
         cal.warn_if_ending(date(2026, 12, 6))
-    assert "2026-12-31" in text and "asset_sync.scheduler.holidays" in text and "2027" in text
-    assert len(caplog.records) == 1
+    assert text == "XSHG holidays known only until 2026-12-31: list 2027's in asset_sync.scheduler.holidays"
+    (logged,) = caplog.records
+    assert "every weekday counts as a trading day" in logged.getMessage()
+    assert "upgrade exchange-calendars" in logged.getMessage()
     assert cal.is_trading_day_blocking(date(2027, 10, 1)) is True  # unknown: weekday, with a warning
 
 
