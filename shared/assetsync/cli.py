@@ -19,7 +19,6 @@ from assetsync import __version__
 from assetsync.config import ConfigError, Settings, find_default_config, load_settings, redacted
 from assetsync.events import TaskName, TaskResult
 from assetsync.logs import setup_logging
-from assetsync.outcome import missing
 from assetsync.progress import ProgressBar
 from assetsync.runner import (
     Stack,
@@ -202,6 +201,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print("  " + ", ".join(f"{k}: {'on' if v else 'off'}" for k, v in parts.items()))
     print(f"  data dir: {s.data_dir}  database: {s.db_path}  backups: {s.backup_dir}")
     print(f"  nats: {mask_urls(s.config.nats.url) or 'embedded'}  timezone: {s.timezone}")
+    a = s.config.asset_sync
+    manual = ", ".join(f"{k}={v:g}" for k, v in sorted(a.fx_rates.items())) or "none"
+    auto = f"{a.fx.source} ({mask_urls(a.fx.base_url)})" if a.fx.source != "none" else "none"
+    print(
+        f"  fx into {a.base_currency}: manual {manual}; source {auto}; stored rates up to {a.fx.max_age_days:g} days"
+    )
+    if s.holidays:
+        print(f"  market holidays: {', '.join(d.isoformat() for d in s.holidays)}")
     for sch in s.schedules:
         print(f"  schedule {sch.key}: hour={sch.hour} minute={sch.minute}")
     if args.log_level.upper() == "DEBUG":
@@ -292,7 +299,9 @@ async def _up(
             if exit_if_off and not stack.running:
                 return EXIT_OK
             assert stack.nats is not None
-            print(f"  nats:      {mask_urls(stack.nats.url)}{' (embedded, supervised)' if stack.nats.server else ''}")
+            print(
+                f"  nats:      {mask_urls(stack.nats.url)}{' (embedded, supervised)' if stack.nats.server else ''}"
+            )
             print(f"  data dir:  {settings.data_dir}")
             print(f"  logs:      {settings.log_dir}")
             if stack.health_server is not None:
@@ -461,9 +470,6 @@ def print_summary(r: TaskResult, stored: bool) -> None:
     when = datetime.fromtimestamp(r.started_at / 1000).strftime("%Y-%m-%d %H:%M:%S")
     counts = f"{r.records}/{r.total}" if r.total else str(r.records)
     print(f"{label}: {r.status} — {counts} in {r.duration:.1f}s (started {when}, source {r.source})")
-    why = missing(r)  # a count short of its total always comes with the reason
-    if why:
-        print(f"  {why}")
     if r.message:
         print(f"  {r.message}")
     if r.data_as_of:
@@ -474,6 +480,10 @@ def print_summary(r: TaskResult, stored: bool) -> None:
         print(f"  {e.kind}{part}: {e.asset}{qty} — {e.reason}")
     if len(r.errors) > 20:
         print(f"  … and {len(r.errors) - 20} more")
+    if r.dust and "dust" not in r.message:
+        print(f"  dust hidden: {', '.join(r.dust)}")
+    if r.total > r.records and not r.errors and not r.message:
+        print("  (no reason was reported for the missing ones)")
     print(f"  stored: {'yes' if stored else 'not confirmed (is the store running?)'}")
 
 

@@ -17,24 +17,28 @@ def _names(errors: Sequence[AssetError]) -> str:
     return ", ".join(shown) + more
 
 
-def missing(r: TaskResult) -> str:
-    """Why `records` is short of `total` (and what was left out): per kind, the assets and reasons."""
+def missing(errors: Sequence[AssetError], dust: Sequence[str] = ()) -> str:
+    """Per kind, the assets and why (`1 unpriced: XYZ (no market)`), then the dust left out."""
     parts = []
     for kind, label in KIND_TEXT.items():
-        errs = [e for e in r.errors if e.kind == kind]
+        errs = [e for e in errors if e.kind == kind]
         if errs:
             parts.append(f"{len(errs)} {label}: {_names(errs)}")
-    if r.dust:
-        shown = ", ".join(r.dust[:10]) + (f" … +{len(r.dust) - 10} more" if len(r.dust) > 10 else "")
-        parts.append(f"{len(r.dust)} dust hidden: {shown}")
+    if dust:
+        shown = ", ".join(dust[:10]) + (f" … +{len(dust) - 10} more" if len(dust) > 10 else "")
+        parts.append(f"{len(dust)} dust hidden: {shown}")
     return "; ".join(parts)
 
 
-def count_text(r: TaskResult) -> str:
-    """`8/9` plus the reason for the missing one, e.g. `8/9 (1 unpriced: XYZ (no active market))`."""
+def headline(r: TaskResult) -> str:
+    """`8/9 — <message>`, adding the reason for every missing or hidden asset the message does not name."""
     counts = f"{r.records}/{r.total}" if r.total else str(r.records)
-    why = missing(r)
-    short = r.total > r.records
-    if short and not why:
-        why = r.message or "no reason reported"
-    return f"{counts} ({why})" if why and (short or r.dust) else counts
+    parts = [r.message] if r.message else []
+    unnamed = [e for e in r.errors if e.asset not in r.message]
+    dust = [] if "dust" in r.message else list(r.dust)
+    extra = missing(unnamed, dust)
+    if extra:
+        parts.append(extra)
+    elif r.total > r.records and not r.errors and not r.message:
+        parts.append("no reason reported")
+    return f"{counts} — {'; '.join(parts)}" if parts else counts

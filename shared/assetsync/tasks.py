@@ -13,7 +13,7 @@ from typing import Any
 
 from assetsync import bus
 from assetsync.events import AssetError, TaskCommand, TaskName, TaskResult
-from assetsync.outcome import count_text
+from assetsync.outcome import headline
 from assetsync.runtime import Runtime
 
 log = logging.getLogger("assetsync.tasks")
@@ -111,12 +111,11 @@ async def _run_one(rt: Runtime, d: bus.Delivery, cmd: TaskCommand, run: RunTask,
     if result.status == "success":
         rt.metrics.last_success.labels(cmd.task).set(result.finished_at / 1000)
     log.info(
-        "task %s: %s — %s in %.2fs%s",
+        "task %s: %s in %.2fs — %s",
         cmd.task,
         result.status,
-        count_text(result),
         result.duration,
-        f" — {result.message}" if result.message else "",
+        headline(result),
     )
 
 

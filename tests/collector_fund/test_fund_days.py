@@ -47,6 +47,13 @@ async def test_without_feishu_a_startup_line_names_the_keys(
     assert len(lines) == 1
     for key in ("mcp_server.app_id", "asset_sync.feishu.app_token", "asset_sync.assets.funds.manual"):
         assert key in lines[0]
+    caplog.clear()
+    settings = make_settings(manual_only(emu, xq_url, [{"code": "110011", "quantity": 1}]))
+    async with open_runtime(settings, nats_server.url, name="t-nofeishu2", metrics=Metrics()) as rt:
+        with caplog.at_level(logging.INFO, logger="assetsync.collector_fund"):
+            build(rt)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "assetsync.collector_fund"]
+    assert "1 funds of asset_sync.assets.funds.manual" in line and "asset_sync.feishu.app_token" in line
 
 
 async def test_manual_funds_by_code_then_no_new_data_writes_nothing(
@@ -109,8 +116,10 @@ def test_a_month_before_the_data_ends_it_says_how_to_fix_it(caplog: pytest.LogCa
     with caplog.at_level(logging.WARNING, logger="assetsync.collector_fund.trading_days"):
         text = cal.warn_if_ending(date(2026, 12, 6))
         cal.warn_if_ending(date(2026, 12, 6))
-    assert "2026-12-31" in text and "asset_sync.scheduler.holidays" in text and "2027" in text
-    assert len(caplog.records) == 1
+    assert text == "XSHG holidays known only until 2026-12-31: list 2027's in asset_sync.scheduler.holidays"
+    (logged,) = caplog.records
+    assert "every weekday counts as a trading day" in logged.getMessage()
+    assert "upgrade exchange-calendars" in logged.getMessage()
     assert cal.is_trading_day_blocking(date(2027, 10, 1)) is True  # unknown: weekday, with a warning
 
 

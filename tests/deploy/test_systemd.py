@@ -48,6 +48,8 @@ def test_the_original_single_unit_runs_everything_in_one_process() -> None:
     assert one(unit, "Service", "Restart") == "on-failure"
     # The embedded nats-server is stopped by assetsync itself, after the consumers drained.
     assert one(unit, "Service", "KillMode") == "mixed"
+    # `systemctl reload` is SIGHUP: assetsync re-reads its config without a restart.
+    assert one(unit, "Service", "ExecReload") == "/bin/kill -HUP $MAINPID"
     assert one(unit, "Install", "WantedBy") == "multi-user.target"
 
 

@@ -123,3 +123,48 @@ def test_renewed_cookie_takes_effect_after_reload_and_bad_config_is_refused(
     with sqlite3.connect(tmp_path / "data" / "assets.db") as conn:
         runs = conn.execute("SELECT status FROM sync_logs WHERE task='fund' ORDER BY started_at").fetchall()
     assert [r[0] for r in runs] == ["success", "failed", "success", "success"]
+
+
+async def test_stack_reload_applies_live_keys_and_names_the_rest(
+    tmp_path: Path, nats_server: Any, prefix: str
+) -> None:
+    from assetsync.config import load_settings
+    from assetsync.runner import Stack
+    from assetsync_alerter.service import AlerterService
+
+    conf: dict[str, Any] = {
+        "asset_sync": {
+            "alerts": {"feishu_webhook": "http://127.0.0.1:9/hook", "min_success_rate": 0.8},
+            "fx": {"source": "none", "max_age_days": 7},
+        },
+        "sync_gateway": {"enabled": False, "port": 5000},
+    }
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(conf))
+    overrides = {"nats": {"url": nats_server.url, "prefix": prefix}, "metrics": {"port": 0}}
+    settings = load_settings(path, data_dir=tmp_path / "data", environ={}, overrides=overrides)
+    async with Stack(
+        settings, ["store", "alerter"], scheduling=False, health_port=0, announce=False
+    ) as stack:
+        await stack.serve_reload()
+        conf["asset_sync"]["alerts"]["min_success_rate"] = 0.5
+        conf["asset_sync"]["fx"]["max_age_days"] = 3
+        conf["sync_gateway"]["port"] = 5055
+        path.write_text(json.dumps(conf))
+        outcome = await stack.reload()
+        assert outcome.ok, outcome.message
+        assert outcome.applied == ["asset_sync.alerts.min_success_rate", "asset_sync.fx.max_age_days"]
+        assert outcome.restart == ["sync_gateway.port"]
+        assert stack.rt is not None and stack.rt.settings.config.asset_sync.fx.max_age_days == 3
+        alerter = stack.service("alerter")
+        assert isinstance(alerter, AlerterService) and alerter.alerter.conf.min_success_rate == 0.5
+
+        # Invalid: the running config stays, and the answer names the key (also over NATS).
+        path.write_text(
+            json.dumps({**conf, "asset_sync": {**conf["asset_sync"], "fx": {"max_age_days": -1}}})
+        )
+        from assetsync.reload import reload_subject, request_reload
+
+        (answer,) = await request_reload(stack.rt.nc, reload_subject(stack.rt.topo), wait=10)
+        assert not answer.ok and "asset_sync.fx.max_age_days" in answer.message
+        assert stack.rt.settings.config.asset_sync.fx.max_age_days == 3

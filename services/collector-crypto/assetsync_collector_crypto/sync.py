@@ -89,10 +89,16 @@ class RunReport:
         self.errors[asset] = AssetError(asset=asset, reason=reason, kind="failed", part=parts)
         self.failed_parts.setdefault(part, set()).add(asset)
 
-    def failed_everywhere(self) -> list[str]:
-        """The parts that failed for every asset they were tried for (the run is then a failure)."""
+    def failed_everywhere(self, held: int) -> list[str]:
+        """The parts that failed for every asset they were tried for (the run is then a failure).
+
+        A part tried for a single asset of several (trades are fetched only for balances that moved)
+        counts only when that is the whole portfolio: one transient miss is partial, not a failure.
+        """
         return sorted(
-            p for p, tried in self.tried.items() if tried and tried <= self.failed_parts.get(p, set())
+            p
+            for p, tried in self.tried.items()
+            if tried and tried <= self.failed_parts.get(p, set()) and (len(tried) > 1 or held <= 1)
         )
 
 
@@ -318,7 +324,7 @@ class CryptoSync:
         errors = sorted(report.errors.values(), key=lambda e: e.asset)
         failures = [e for e in errors if e.kind == "failed"]
         unpriced = [e for e in errors if e.kind == "unpriced"]
-        everywhere = report.failed_everywhere()
+        everywhere = report.failed_everywhere(len(held))
         if held and len(unpriced) == len(held):
             everywhere.insert(0, "prices")
         status: TaskStatus = "failed" if everywhere else "partial" if failures else "success"
@@ -363,7 +369,9 @@ class CryptoSync:
             detail = "; ".join(f"{part}: {', '.join(assets)}" for part, assets in sorted(by_part.items()))
             parts.append(f"{len(failures)} of {len(held)} assets failed ({detail})")
         if unpriced:
-            parts.append(f"{len(unpriced)} unpriced: {', '.join(e.asset for e in unpriced)}")
+            parts.append(
+                f"{len(unpriced)} unpriced: {', '.join(f'{e.asset} ({e.reason})' for e in unpriced)}"
+            )
         if dust:
             parts.append(
                 f"{len(dust)} dust hidden (< {self.conf.min_value:g} USDT, asset_sync.assets.crypto.min_value): "

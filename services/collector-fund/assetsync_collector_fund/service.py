@@ -128,6 +128,13 @@ def make_sync(
         sources.append(FeishuFunds(feishu, settings))
     elif not funds.manual:
         log.warning("collector-fund: %s", NO_FUNDS_LINE)
+    elif funds.auto_discover:
+        log.info(
+            "collector-fund: syncing the %d funds of asset_sync.assets.funds.manual; discovery from the "
+            "Feishu 持仓 table is off (set mcp_server.app_id, mcp_server.app_secret and "
+            "asset_sync.feishu.app_token to turn it on)",
+            len(funds.manual),
+        )
     # Manual entries come last so their quantity / avg_cost override the 持仓 row's.
     sources.append(ManualFunds(funds.manual))
     calendar = calendar or TradingCalendar(holidays=settings.holidays)

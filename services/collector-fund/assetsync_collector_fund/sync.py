@@ -281,4 +281,4 @@ async def _capture(job: Awaitable[T]) -> T | Exception:
 
 
 def _failed(pos: FundPosition, reason: str) -> AssetError:
-    return AssetError(asset=pos.code, reason=reason, kind="failed", quantity=pos.quantity)
+    return AssetError(asset=pos.code, reason=reason, kind="failed", quantity=pos.quantity, part="prices")

@@ -105,9 +105,12 @@ class TradingCalendar:
         )
 
     def warn_if_ending(self, today: date) -> str:
-        """Log the coverage warning once per day it applies; returns it ("" when none)."""
+        """Log the coverage warning once per day it applies; returns a short form for a run's message."""
         text = self.coverage_warning(today)
-        if text and ("coverage", today) not in self._warned:
+        if not text:
+            return ""
+        if ("coverage", today) not in self._warned:
             self._warned.add(("coverage", today))
             log.warning("%s", text)
-        return text
+        end = self.known_until()
+        return f"{self.exchange} holidays known only until {end}: list {end.year + 1}'s in {HOLIDAYS_KEY}"

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from assetsync.bus import Publisher
 from assetsync.config import Settings, deep_merge, load_settings
 from assetsync.events import Snapshot, TaskName
-from assetsync.outcome import count_text
+from assetsync.outcome import headline
 from assetsync.runner import Stack
 from assetsync.tasks import TaskTimeout, request_task
 
@@ -91,8 +91,7 @@ async def kick_off(stack: Stack) -> asyncio.Task[None]:
         except TaskTimeout as exc:
             print(f"  demo {task}: {exc}", flush=True)
             return
-        detail = f" — {result.message}" if result.message else ""
-        print(f"  demo {task}: {result.status}, {count_text(result)}{detail}", flush=True)
+        print(f"  demo {task}: {result.status}, {headline(result)}", flush=True)
 
     async def run() -> None:
         running = {p.name for p in stack.parts if p.state == "running"}
