@@ -489,7 +489,7 @@ class Api:
             es = s.endpoint_stats.get(code)
             d: dict[str, Any] = msgspec.structs.asdict(es) if es is not None else {}
             d["last_request_time"] = iso(es.last_request_time) if es else None
-            d.update(records=st.count, head=st.last_seq)
+            d.update(records=st.count, head=st.last_seq, low_water=st.floor)
             src = gw.sources.status.get(code)
             if src is not None:
                 d.update(source_last_poll=iso(src.last_poll), source_error=src.last_error)
