@@ -293,3 +293,29 @@ def test_a_bound_for_an_unknown_feed_is_a_config_error_naming_the_key(tmp_path: 
     bad = site_settings(tmp_path, "p", "A", feeds={"NOPE1": {"max_records": 5}})
     with pytest.raises(ConfigError, match=r"sync_gateway\.feeds.*NOPE1"):
         build(FakeRt(bad))  # type: ignore[arg-type]
+
+
+async def test_a_sync_against_a_sender_still_catching_up_ends_and_resumes(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from tests.sync_gateway.support import FAST, holding
+
+    a = make_gateway(tmp_path / "a", "A")
+    async with serve(a) as sa:
+        await a.ingest([holding("BTC", 1)])
+        a.builtin_ready.clear()  # A's feeds are (still) reading its bus
+        b = make_gateway(
+            tmp_path / "b",
+            "B",
+            conf=gw_conf(receiver=receiver_conf(sa.url)),
+            builtin=False,
+            tuning=replace(FAST, catch_up_pages=1),
+        )
+        async with serve(b):
+            out = await b.receiver.start_sync("AS001")[0]
+            assert out.status == "failed" and "catching up" in out.error
+            assert out.records == 1  # what was there is kept
+            a.builtin_ready.set()
+            await a.ingest([holding("ETH", 2)])
+            again = await b.receiver.start_sync("AS001")[0]
+            assert again.status == "success" and again.records == 1

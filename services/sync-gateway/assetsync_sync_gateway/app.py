@@ -310,7 +310,7 @@ class Api:
             if exclude is not None and not _ORIGIN_RE.match(exclude):
                 raise ApiError(400, "exclude_origin: expected a site id (letters, digits, _.:-)")
             # Never claim the end of a feed that lacks records its source holds (CONTRACTS §5.2).
-            more = not await self._caught_up(code)
+            more = gw.behind(code) and not await self._caught_up(code)
             latest = q.get("latest")
             if latest is not None:
                 if q.get("since"):
