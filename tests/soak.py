@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from assetsync.emulators.common import serve_in_thread
-from assetsync.emulators.feishu import FeishuEmulator
 from assetsync.feishu import schema as fs
 from assetsync.runner import NatsOwner
+from assetsync_emulators.common import serve_in_thread
+from assetsync_emulators.feishu import FeishuEmulator
 
 from tests.lifecycle.load import EventStream
 from tests.lifecycle.support import Up, processes_mentioning

@@ -163,3 +163,25 @@ async def test_stale_and_foreign_events_are_not_announced(
         )
         await wait_for(lambda: acked(svc) == 3, what="handled")
         assert emu.cards() == []
+
+
+def test_combined_view_alerts_on_another_sites_failures_as_that_site(make_settings: Any) -> None:
+    from assetsync_alerter.service import Alerter
+
+    own_only = Alerter(make_settings())
+    combined = Alerter(make_settings({"asset_sync": {"views": {"combined": True}}}))
+    theirs = result("crypto@slot", origin="office")
+    now = T0 + 5000
+    assert not own_only.wanted(theirs, now)
+    assert combined.wanted(theirs, now)
+    assert not combined.wanted(
+        ServiceLifecycle(service="store", instance="x", state="started", at=T0, origin="office"), now
+    )
+    card = combined.plan_one(theirs, now)
+    assert card is not None and card.kind == "task_failed"
+    assert "office" in json.dumps(card.card, ensure_ascii=False)
+    # The other site's failure and this site's are tracked apart: ours still alerts at once.
+    assert card.decision is not None
+    combined.policy.commit(card.decision, now)
+    mine = combined.plan_one(result("crypto@slot"), now + 1)
+    assert mine is not None and mine.kind == "task_failed"

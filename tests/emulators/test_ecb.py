@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime
 
 import httpx
-from assetsync.emulators.common import Fault, serve
-from assetsync.emulators.ecb import DAILY_PATH, EcbEmulator, target_holidays
+from assetsync_emulators.common import Fault, serve
+from assetsync_emulators.ecb import DAILY_PATH, EcbEmulator, target_holidays
 
 NS = "{http://www.ecb.int/vocabulary/2002-08-01/eurofxref}"
 

@@ -93,6 +93,8 @@ async def test_read_fund_holdings_returns_fund_rows_only(make_settings: Any) -> 
             site.emu.add_record("持仓", {"资产代码": "sh510300", "资产名称": "沪深300ETF", "资产类型": "基金",
                                          "数量": 1000, "成本价": 3.5, "币种": "CNY"})  # fmt: skip
             site.emu.add_record("持仓", {"资产代码": "110011", "资产类型": "基金"})
+            # Another site's fund in the combined view is not this site's to sync.
+            site.emu.add_record("持仓", {"资产代码": "SH510500@office", "资产类型": "基金", "数量": 9})
             funds = await read_fund_holdings(c, settings)
         assert [(f.code, f.name, f.quantity, f.avg_cost) for f in funds] == [
             ("SH510300", "沪深300ETF", 1000.0, 3.5),

@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import msgspec
 import pytest
+from assetsync.config import deep_merge
 from assetsync.events import Event, Holding, Snapshot, TaskResult
 from assetsync.feishu import errors as fe
 from assetsync.feishu import schema as fs
@@ -214,3 +216,56 @@ async def test_crypto_result_removes_rows_no_longer_held(make_settings: Any) -> 
         assert sorted(by_code(site)) == ["110011", "BTC", "ETH"]
         await w.apply([result("run-4", status="failed", assets=None)])
         assert sorted(by_code(site)) == ["110011", "BTC", "ETH"]
+
+
+async def test_other_sites_records_never_touch_this_sites_rows(make_settings: Any) -> None:
+    async with writer_on(make_settings) as (site, w, _):
+        await w.apply(
+            [holding("BTC", 1.0), snapshot("2026-11-20", 150.0), result("crypto@slot", assets=["BTC"])]
+        )
+        before = (by_code(site), site.emu.rows("历史"), site.emu.rows("日志"))
+        theirs: list[Event] = [
+            msgspec.structs.replace(e, origin="office")
+            for e in (
+                holding("BTC", 9.0, as_of=T0 + 5),
+                holding("SOL", 2.0, as_of=T0 + 5),
+                snapshot("2026-11-20", 999.0, taken_at=T0 + 5),
+                result("crypto@slot", assets=["SOL"], started_at=T0 + 5, finished_at=T0 + 6),
+            )
+        ]
+        out = await w.apply(theirs)
+        assert not out.rejected and not out.created and not out.updated and not out.deleted
+        assert (by_code(site), site.emu.rows("历史"), site.emu.rows("日志")) == before
+
+
+async def test_combined_view_adds_other_sites_rows_beside_this_sites(make_settings: Any) -> None:
+    async with feishu_site() as site:
+        overrides = site.overrides()
+        deep_merge(overrides, {"asset_sync": {"views": {"combined": True}}})
+        settings = make_settings(overrides)
+        async with client_for(settings) as c:
+            await setup_tables(settings, c)
+            w = FeishuWriter(c, settings)
+            await w.start()
+            await w.apply([holding("BTC", 1.0)])
+            office = [
+                msgspec.structs.replace(e, origin="office")
+                for e in (holding("BTC", 9.0, as_of=T0 + 5), holding("SOL", 2.0, as_of=T0 + 5))
+            ]
+            await w.apply(office)
+            rows = by_code(site)
+            assert {k: r[fs.QUANTITY] for k, r in rows.items()} == {
+                "BTC": 1.0,
+                "BTC@office": 9.0,
+                "SOL@office": 2.0,
+            }
+            # The office's next complete run no longer lists SOL: only its row goes.
+            gone = msgspec.structs.replace(
+                result("c2", assets=["BTC"], started_at=T0 + 9, finished_at=T0 + 10), origin="office"
+            )
+            await w.apply([gone])
+            assert set(by_code(site)) == {"BTC", "BTC@office"}
+            assert site.emu.rows("日志") == []  # the office's runs are its own 日志
+            # This site's run prunes this site's rows only.
+            await w.apply([result("c3", assets=["ETH"], started_at=T0 + 20, finished_at=T0 + 21)])
+            assert set(by_code(site)) == {"BTC@office"}

@@ -134,6 +134,8 @@ async def test_max_records_holds_after_every_append_and_receivers_resync_from_th
             lines = (tmp_path / "b" / "synced_data" / "MX001.jsonl").read_text().splitlines()
             assert len(lines) == 20 and len(set(lines)) == 20
             assert b.receiver.stats.endpoint("MX001").resyncs == 1
+            status = (await c.get("/api/data-sync/sender/status")).json()["endpoint_stats"]["MX001"]
+            assert status["low_water"] == 15 and status["records"] == 10
 
 
 async def test_retention_days_prunes_old_records_and_survives_restart(tmp_path: Path) -> None:
@@ -168,6 +170,8 @@ def test_builtin_feeds_have_bounded_defaults_and_config_overrides(tmp_path: Path
     assert set(gw.feeds.limits) == {"AS001", "AS002", "AS003", "AS004"}
     with pytest.raises(RegistryError, match="NOPE"):
         Catalog(limits={"NOPE": (1.0, None)})
+    with pytest.raises(RegistryError, match=">= 0"):
+        Catalog(limits={"AS002": (-1.0, None)})
     with pytest.raises(RegistryError, match="max_records"):
         validate([{"code": "X", "category": "c", "name": "n", "api_path": "/x", "source": "http",
                    "upstream_url": "http://h/x", "max_records": -1}], tmp_path)  # fmt: skip
@@ -271,3 +275,47 @@ async def test_gateway_started_after_the_bus_filled_serves_everything_it_held(
             gate.set()
             got, _ = await pages(c, "AS001", since=first["next_cursor"], limit=500)
         assert len(got) == 3000 and svc.gw.builtin_ready.is_set()
+
+
+def test_a_bound_for_an_unknown_feed_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    from assetsync.config import ConfigError
+    from assetsync.metrics import Metrics
+    from assetsync_sync_gateway.service import build
+
+    from tests.sync_gateway.test_service import site_settings
+
+    class FakeRt:
+        def __init__(self, settings: Any) -> None:
+            self.settings = settings
+            self.publisher = None
+            self.metrics = Metrics()
+
+    bad = site_settings(tmp_path, "p", "A", feeds={"NOPE1": {"max_records": 5}})
+    with pytest.raises(ConfigError, match=r"sync_gateway\.feeds.*NOPE1"):
+        build(FakeRt(bad))  # type: ignore[arg-type]
+
+
+async def test_a_sync_against_a_sender_still_catching_up_ends_and_resumes(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from tests.sync_gateway.support import FAST, holding
+
+    a = make_gateway(tmp_path / "a", "A")
+    async with serve(a) as sa:
+        await a.ingest([holding("BTC", 1)])
+        a.builtin_ready.clear()  # A's feeds are (still) reading its bus
+        b = make_gateway(
+            tmp_path / "b",
+            "B",
+            conf=gw_conf(receiver=receiver_conf(sa.url)),
+            builtin=False,
+            tuning=replace(FAST, catch_up_pages=1),
+        )
+        async with serve(b):
+            out = await b.receiver.start_sync("AS001")[0]
+            assert out.status == "failed" and "catching up" in out.error
+            assert out.records == 1  # what was there is kept
+            a.builtin_ready.set()
+            await a.ingest([holding("ETH", 2)])
+            again = await b.receiver.start_sync("AS001")[0]
+            assert again.status == "success" and again.records == 1

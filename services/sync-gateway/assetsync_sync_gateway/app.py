@@ -192,7 +192,7 @@ class Api:
             if exclude is not None and not _ORIGIN_RE.match(exclude):
                 raise ApiError(400, "exclude_origin: expected a site id (letters, digits, _.:-)")
             # Never claim the end of a feed that lacks records its source holds (CONTRACTS §5.2).
-            more = not await self._caught_up(code)
+            more = gw.behind(code) and not await self._caught_up(code)
             latest = q.get("latest")
             if latest is not None:
                 if q.get("since"):
@@ -368,7 +368,7 @@ class Api:
             es = s.endpoint_stats.get(code)
             d: dict[str, Any] = msgspec.structs.asdict(es) if es is not None else {}
             d["last_request_time"] = iso(es.last_request_time) if es else None
-            d.update(records=st.count, head=st.last_seq)
+            d.update(records=st.count, head=st.last_seq, low_water=st.floor)
             src = gw.sources.status.get(code)
             if src is not None:
                 d.update(source_last_poll=iso(src.last_poll), source_error=src.last_error)

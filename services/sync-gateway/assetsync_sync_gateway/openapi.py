@@ -129,6 +129,13 @@ def openapi_document() -> dict[str, Any]:
                             "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
                         },
                         {
+                            "name": "latest",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                            "description": "the newest n records (not with since); next_cursor follows them",
+                        },
+                        {
                             "name": "exclude_origin",
                             "in": "query",
                             "required": False,
@@ -140,6 +147,15 @@ def openapi_document() -> dict[str, Any]:
                         "304": {"description": "not modified (If-None-Match matched)"},
                         **common,
                         **_errors(400, 404, 409),
+                        "409": {
+                            **_ERR,
+                            "description": "the cursor is from an older epoch, or below the low-water mark"
+                            " (X-Feed-Low-Water: records up to it are no longer kept)",
+                        },
+                        "503": {
+                            **_ERR,
+                            "description": "the feed's source has records the feed cannot read yet (Retry-After)",
+                        },
                     },
                 }
             },

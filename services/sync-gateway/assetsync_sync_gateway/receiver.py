@@ -113,6 +113,9 @@ class Tuning:
     backoff_cap: float = 15.0
     request_timeout: float = 60.0
     failure_backoff_base: float = 1.0
+    # Empty has_more pages in a row before a sync stops waiting for a remote still reading its
+    # source (each such page already waited up to a second at the sender).
+    catch_up_pages: int = 30
 
 
 class Receiver:
@@ -346,6 +349,7 @@ class Receiver:
         if state is not None and state.remote == remote:
             cursor, etag = state.cursor, state.etag
         fetch = asyncio.create_task(self._fetch(code, remote, cursor, etag))
+        waiting = 0  # empty pages in a row that said has_more (the remote is catching up)
         try:
             while True:
                 try:
@@ -377,6 +381,14 @@ class Receiver:
                     es.cursor_seq = max(es.cursor_seq, got.position)
                     return
                 page = got.page
+                waiting = waiting + 1 if page.has_more and not page.records else 0
+                if waiting > self.t.catch_up_pages:
+                    # The remote is still reading its source: what we have is committed; the next
+                    # sync goes on from here rather than this one never ending.
+                    raise RemoteError(
+                        f"the remote feed {code} is still catching up with its source; resuming next sync",
+                        retryable=False,
+                    )
                 if page.has_more:
                     fetch = asyncio.create_task(self._fetch(code, remote, page.next_cursor, None))
                 es.cursor_seq = got.position

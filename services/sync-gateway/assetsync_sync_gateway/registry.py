@@ -229,6 +229,12 @@ class Catalog:
                 raise RegistryError(
                     code, "no such endpoint code (its keys are catalog codes)", "sync_gateway.feeds"
                 )
+            if (days is not None and not 0 <= days <= 36500) or (most is not None and most < 0):
+                raise RegistryError(
+                    code,
+                    "retention_days and max_records must be >= 0 (0 = no bound)",
+                    "sync_gateway.feeds",
+                )
             self.endpoints[code] = msgspec.structs.replace(
                 ep,
                 retention_days=ep.retention_days if days is None else days,

@@ -45,7 +45,10 @@ def number(value: Any) -> float | None:
 async def read_fund_holdings(
     client: FeishuClient, settings: Settings, *, table_id: str | None = None
 ) -> list[FundRow]:
-    """Every 持仓 row whose 资产类型 is 基金 (one search, paged), codes upper-cased, blanks skipped."""
+    """Every 持仓 row whose 资产类型 is 基金 (one search, paged), codes upper-cased, blanks skipped.
+
+    Rows of other sites' funds (`<code>@<site>`, asset_sync.views.combined) are theirs, not ours.
+    """
     tid = table_id or await resolve_table(client, settings, fs.HOLDINGS)
     records = await client.search_records(
         tid,
@@ -59,7 +62,7 @@ async def read_fund_holdings(
     seen: set[str] = set()
     for r in records:
         code = str(r.fields.get(fs.CODE) or "").strip().upper()
-        if not code or code in seen:
+        if not code or code in seen or "@" in code:  # `<code>@<site>`: another site's row (combined view)
             continue
         seen.add(code)
         out.append(
