@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import msgspec
+from assetsync.files import atomic_write
 
 from assetsync_collector_crypto.costbasis import ValuedFill
 
@@ -51,10 +52,4 @@ class StateFile:
             return CryptoState()
 
     def save(self, state: CryptoState) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("wb") as f:
-            f.write(msgspec.json.encode(state))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        atomic_write(self.path, msgspec.json.encode(state))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+from assetsync.files import fsync_dir
 
 from assetsync_store import schema
 from assetsync_store.backup import verify_backup
@@ -166,7 +167,7 @@ class Database:
                 with contextlib.suppress(FileNotFoundError):
                     self.path.with_name(self.path.name + suffix).unlink()
             os.replace(tmp, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             await self.open()
         log.info("restored %s from %s (%s)", self.path, backup, summary)
         return summary
@@ -190,12 +191,3 @@ def _copy_synced(src: Path, dst: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -14,10 +14,11 @@ from typing import Any
 
 import msgspec
 from assetsync.config import ReceiverConf, SenderConf, SyncGatewayConf
+from assetsync.files import atomic_write
 from assetsync.secrets import Secret
+from assetsync.validation import error_key
 
 from assetsync_sync_gateway.security import Network, NetworkListError, parse_networks
-from assetsync_sync_gateway.stats import atomic_write
 
 log = logging.getLogger("assetsync.gateway.config")
 
@@ -68,13 +69,8 @@ def _decode_patch(body: bytes, kind: type[SenderPatch] | type[ReceiverPatch], se
     try:
         return msgspec.convert(raw, kind)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        m = re.search(r" - at `\$\.?(.*)`$", text)
-        key = f"{section}.{m.group(1)}" if m else section
-        um = re.match(r"Object contains unknown field `(.+)`", text)
-        if um:
-            raise ConfigPatchError(f"{section}.{um.group(1)}", "unknown key") from exc
-        raise ConfigPatchError(key, text[: m.start()] if m else text) from exc
+        key, message = error_key(exc)
+        raise ConfigPatchError(f"{section}.{key}" if key else section, message) from exc
 
 
 class RuntimeConfig:

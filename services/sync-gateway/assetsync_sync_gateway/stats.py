@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
+from assetsync.files import atomic_write
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -102,17 +102,6 @@ class ReceiverStats(msgspec.Struct, kw_only=True):
         if es is None:
             es = self.endpoint_stats[code] = ReceiverEndpointStats()
         return es
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write a file so that readers (and a crash) see either the old or the new content."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class StatsFile:
