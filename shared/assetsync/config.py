@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from assetsync.secrets import Secret
+from assetsync.validation import error_key
 
 # Paths (dotted) whose values are secrets: masked everywhere, and taken verbatim from env.
 SECRET_PATHS = frozenset(
@@ -361,23 +362,9 @@ _TASK_OF_KEY = {"crypto_sync": "crypto", "fund_sync": "fund", "snapshot": "snaps
 
 
 def _msgspec_error(err: msgspec.ValidationError, source: str) -> ConfigError:
-    """Turn msgspec's `... - at `$.a.b[0]`` into a ConfigError naming the dotted key."""
-    text = str(err)
-    key = ""
-    m = re.search(r" - at `\$(.*)`$", text)
-    if m:
-        key = m.group(1).lstrip(".")
-        text = text[: m.start()]
-    unknown = re.match(r"Object contains unknown field `(.+)`", text)
-    if unknown:
-        key = f"{key}.{unknown.group(1)}" if key else unknown.group(1)
-        return ConfigError(key, "unknown key", source)
-    missing = re.match(r"Object missing required field `(.+)`", text)
-    if missing:
-        key = f"{key}.{missing.group(1)}" if key else missing.group(1)
-        return ConfigError(key, "required key is missing", source)
-    text = text.replace("`", "")
-    return ConfigError(key or "(top level)", text[0].lower() + text[1:] if text else "invalid", source)
+    """msgspec's error as a ConfigError naming the dotted key."""
+    key, message = error_key(err)
+    return ConfigError(key or "(top level)", message, source)
 
 
 def _parse_file(path: Path) -> dict[str, Any]:

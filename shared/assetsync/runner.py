@@ -26,6 +26,7 @@ from assetsync import __version__, bus
 from assetsync.config import ConfigError, Settings
 from assetsync.embedded import EmbeddedNats, EmbeddedNatsError
 from assetsync.events import ServiceLifecycle
+from assetsync.files import atomic_write
 from assetsync.health import HealthServer
 from assetsync.metrics import Metrics
 from assetsync.reload import ReloadOutcome, reload_into, reload_subject
@@ -240,13 +241,9 @@ def _stat(pid: int) -> str:
 
 def write_state(data_dir: Path, state: dict[str, Any]) -> None:
     """Runtime state (`run/stack.json`) so other commands on this data dir find the running stack."""
-    run = data_dir / "run"
-    run.mkdir(parents=True, exist_ok=True)
-    tmp = run / "stack.json.tmp"
     current = read_state(data_dir) or {}
     current.update(state)
-    tmp.write_text(json.dumps(current, indent=2))
-    os.replace(tmp, run / "stack.json")
+    atomic_write(data_dir / "run" / "stack.json", json.dumps(current, indent=2).encode())
 
 
 def read_state(data_dir: Path) -> dict[str, Any] | None:

@@ -153,10 +153,13 @@ class FlakyProxy:
         self.faults = {"dropped": 0, "truncated": 0, "delayed": 0}
         self.server: Any = None
         self.port = 0
+        self.flowing: Any = None  # asyncio.Event: cleared, no further response bytes reach the client
 
     async def start(self) -> None:
         import asyncio
 
+        self.flowing = asyncio.Event()
+        self.flowing.set()
         self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
 
@@ -186,6 +189,7 @@ class FlakyProxy:
         async def pump_down() -> None:
             with contextlib.suppress(Exception):
                 while data := await up_r.read(65536):
+                    await self.flowing.wait()
                     roll = self.rnd.random()
                     if roll < self.drop:
                         self.faults["dropped"] += 1

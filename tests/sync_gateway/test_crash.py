@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import signal
@@ -12,10 +11,11 @@ import sys
 from pathlib import Path
 
 from tests.helpers import wait_for
-from tests.sync_gateway.support import ext, fill, make_gateway, serve
+from tests.sync_gateway.support import FlakyProxy, ext, fill, make_gateway, serve
 
 TOTAL_FIRST = 40_000
 KILLS = 10
+BYTES_PER_RECORD = 35  # the shortest mirror line: targets below total * 35 are always reached
 
 
 def start_receiver(data_dir: Path, remote: str, log: Path) -> subprocess.Popen[bytes]:
@@ -54,36 +54,44 @@ async def test_sigkill_at_random_points_leaves_an_exact_copy(tmp_path: Path) -> 
     rx_dir = tmp_path / "b"
     log = tmp_path / "receiver.log"
     async with serve(src) as site:
+        # The receiver reaches the source through a proxy the test can stop: a kill then lands at a
+        # point of the sync the test chose, however fast or slow the machine is.
+        proxy = FlakyProxy(int(site.url.rsplit(":", 1)[1]), drop=0, truncate=0, delay=0)
+        await proxy.start()
+        via = f"http://127.0.0.1:{proxy.port}"
         await fill(src, "PB001", TOTAL_FIRST)
         total = TOTAL_FIRST
-        full_size = TOTAL_FIRST * 44  # about the mirror's size once complete
         kills_mid_sync = 0
         for k in range(KILLS):
-            proc = start_receiver(rx_dir, site.url, log)
+            proxy.flowing.set()
+            proc = start_receiver(rx_dir, via, log)
             try:
-                target = rnd.randrange(1, full_size)
-                # Kill once the mirror passed a random size (mid-sync), or after a random moment.
-                deadline = asyncio.get_running_loop().time() + rnd.uniform(0.5, 3.0)
-                while mirror_size(rx_dir) < target and asyncio.get_running_loop().time() < deadline:
-                    await asyncio.sleep(0.003)
-                size = mirror_size(rx_dir)
-                kills_mid_sync += int(0 < size < full_size)
+                # Kill once the mirror passed a random point of what is left (0: as it starts).
+                have = mirror_size(rx_dir)
+                target = have + int(rnd.choice([0, rnd.uniform(0, 0.4)]) * (total * BYTES_PER_RECORD - have))
+                await wait_for(
+                    lambda t=target: mirror_size(rx_dir) >= t, 60, interval=0.003, what="sync progress"
+                )
+                proxy.flowing.clear()  # nothing more reaches the receiver: it dies where it stands
+                lines = _count_lines(rx_dir)
+                kills_mid_sync += int(0 < lines < total)
             finally:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
             if k % 3 == 2:  # the source keeps growing between crashes
                 await fill(src, "PB001", 500, start=total)
                 total += 500
-            full_size = total * 44
         assert kills_mid_sync >= 3, f"only {kills_mid_sync} kills landed mid-sync"
         # The last run completes.
-        proc = start_receiver(rx_dir, site.url, log)
+        proxy.flowing.set()
+        proc = start_receiver(rx_dir, via, log)
         try:
             await wait_for(lambda: _count_lines(rx_dir) >= total, 60, what="final convergence")
             await wait_for(lambda: _stored(rx_dir) == total, 30, what="store complete")
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0
+            await proxy.stop()
     lines = (rx_dir / "synced_data" / "PB001.jsonl").read_bytes().splitlines()
     got = [json.loads(x)["i"] for x in lines]
     assert len(got) == len(set(got)) == total, (len(got), len(set(got)), total)

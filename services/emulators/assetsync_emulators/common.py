@@ -31,6 +31,8 @@ class Fault:
     delay: float = 30.0  # for "timeout": how long to stall before answering
     body: Any = None  # for "error": the JSON error body answered with `status` (e.g. a wrong-signature code)
     query_contains: str = ""  # only requests whose raw query string contains this (e.g. "symbol=SOLUSDT")
+    # Set to end every stall of this fault now (tests release a long stall once the client gave up).
+    released: threading.Event = field(default_factory=threading.Event, repr=False)
 
 
 @dataclass
@@ -151,7 +153,9 @@ async def _fault_response(fault: Fault) -> Response | None:
     if kind == "error":
         return JSONResponse(fault.body, status_code=fault.status)
     if kind == "timeout":
-        await asyncio.sleep(fault.delay)
+        until = time.monotonic() + fault.delay
+        while not fault.released.is_set() and (left := until - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.02))
         return PlainTextResponse("late", status_code=504)
     if kind == "html":
         return Response(

@@ -199,8 +199,7 @@ class Database:
                 with contextlib.suppress(FileNotFoundError):
                     self.path.with_name(self.path.name + suffix).unlink()
             os.replace(tmp, self.path)
-            with contextlib.suppress(OSError):  # the swap is done; durability of the rename is best effort
-                fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             await self.open()
         log.info("restored %s from %s (%s)", self.path, backup, summary)
         return summary

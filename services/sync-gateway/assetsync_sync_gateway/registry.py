@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+from assetsync.validation import error_key
 
 CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -125,11 +126,8 @@ def _entry_name(raw: Any, index: int) -> str:
 
 
 def _field_error(err: msgspec.ValidationError) -> str:
-    text = str(err)
-    m = re.search(r" - at `\$\.?(.*)`$", text)
-    if m:
-        text = f"field {m.group(1)}: {text[: m.start()]}"
-    return text.replace("`", "")
+    key, message = error_key(err)
+    return f"field {key}: {message}" if key else message
 
 
 def validate(raw: Any, data_dir: Path, *, source: str = "", taken: Sequence[str] = ()) -> list[Endpoint]:

@@ -15,6 +15,7 @@ import msgspec
 from assetsync.config import ReceiverConf, SenderConf, SyncGatewayConf, exposure_problem
 from assetsync.files import atomic_write
 from assetsync.secrets import Secret, mask_urls
+from assetsync.validation import error_key
 
 from assetsync_sync_gateway.security import Network, NetworkListError, parse_networks
 
@@ -67,13 +68,8 @@ def _decode_patch(body: bytes, kind: type[SenderPatch] | type[ReceiverPatch], se
     try:
         return msgspec.convert(raw, kind)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        m = re.search(r" - at `\$\.?(.*)`$", text)
-        key = f"{section}.{m.group(1)}" if m else section
-        um = re.match(r"Object contains unknown field `(.+)`", text)
-        if um:
-            raise ConfigPatchError(f"{section}.{um.group(1)}", "unknown key") from exc
-        raise ConfigPatchError(key, text[: m.start()] if m else text) from exc
+        key, message = error_key(exc)
+        raise ConfigPatchError(f"{section}.{key}" if key else section, message) from exc
 
 
 class RuntimeConfig:
