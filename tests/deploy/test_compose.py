@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,7 @@ def test_the_schema_rejects_a_broken_compose_file(
 
 def test_nats_runs_jetstream_on_a_persistent_volume(compose: dict[str, Any]) -> None:
     nats = compose["services"]["nats"]
-    assert nats["image"].startswith("nats:")
+    assert nats["image"].startswith("${NATS_IMAGE:-nats:")
     cmd = nats["command"]
     assert "-js" in cmd and cmd[cmd.index("-sd") + 1] == "/data"
     assert any(v.split(":")[:2] == ["nats-data", "/data"] for v in nats["volumes"])
@@ -67,7 +70,9 @@ def test_every_service_runs_from_the_one_image_against_nats(compose: dict[str, A
         assert env["ASSETSYNC_NATS__URL"] == "nats://nats:4222"
         assert env["ASSETSYNC_METRICS__HOST"] == "0.0.0.0"
         assert env["ASSETSYNC_LOG_DIR"] == f"/var/lib/assetsync/logs/{name}"
-        assert [f["path"] for f in svc["env_file"]] == [".env"]
+        assert svc["env_file"] == ["${ASSETSYNC_ENV_FILE:-.env}"]
+        assert svc["init"] is True, f"{name}: tini as PID 1 forwards SIGTERM and reaps children"
+        assert svc["healthcheck"]["interval"] == "10s"
         targets = {v["target"] if isinstance(v, dict) else v.split(":")[1] for v in svc.get("volumes", [])}
         targets |= {t.split(":")[0] for t in svc.get("tmpfs", [])}
         assert "/var/lib/assetsync/data" in targets, f"{name}: data dir must be writable (read-only root)"
@@ -114,3 +119,35 @@ def test_prometheus_and_grafana_are_provisioned_from_files(compose: dict[str, An
     path = providers["providers"][0]["options"]["path"]
     assert (gmounted[path] / "assetsync.json").is_file()
     assert graf["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+
+
+def test_every_image_is_overridable_with_the_official_one_by_default(compose: dict[str, Any]) -> None:
+    images = {name: svc["image"] for name, svc in compose["services"].items()}
+    assert images["nats"].startswith("${NATS_IMAGE:-nats:")
+    assert images["prometheus"].startswith("${PROMETHEUS_IMAGE:-prom/prometheus:")
+    assert images["grafana"].startswith("${GRAFANA_IMAGE:-grafana/grafana:")
+    for name in SERVICES:
+        assert images[name] == "${ASSETSYNC_IMAGE:-assetsync:latest}"
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (v1) not installed")
+def test_docker_compose_v1_accepts_the_file(tmp_path: Path) -> None:
+    """Debian's docker-compose 1.29 (no `name:`, no `env_file` objects) parses it, as `./run deploy-test` needs."""
+    env_path = tmp_path / "assetsync.env"
+    env_path.write_text("")
+    env = {
+        **os.environ,
+        "ASSETSYNC_ENV_FILE": str(env_path),
+        "GRAFANA_ADMIN_PASSWORD": "x",
+        "NATS_IMAGE": "local/nats:test",
+    }
+    proc = subprocess.run(
+        ["docker-compose", "-f", str(DEPLOY / "docker-compose.yml"), "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "image: local/nats:test" in proc.stdout
