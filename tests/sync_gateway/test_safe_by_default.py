@@ -255,6 +255,7 @@ async def test_every_file_holding_a_token_is_private(tmp_path: Path) -> None:
                 mode = stat.S_IMODE(p.stat().st_mode)
                 assert mode & 0o077 == 0, f"{p} holds a token with mode {oct(mode)}"
         assert [p.name for p in holding] == ["runtime_config.json"]
+        assert stat.S_IMODE((tmp_path / "data" / "gateway").stat().st_mode) == 0o700
         assert not list((tmp_path / "data" / "gateway").glob(".*.tmp"))
     finally:
         os.umask(old)

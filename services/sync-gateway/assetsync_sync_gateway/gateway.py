@@ -72,6 +72,8 @@ class Gateway:
         self.site_id = opts.site_id
         self.data_dir = opts.data_dir
         gw_dir = opts.data_dir / "gateway"
+        # Feeds (the portfolio), settings (tokens), statistics: the owner's alone (new folders only).
+        gw_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.catalog = Catalog(
             opts.extra_endpoints,
             builtin=opts.builtin,
