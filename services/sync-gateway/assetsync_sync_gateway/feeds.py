@@ -8,7 +8,8 @@ Feeds may be bounded (`max_records`, enforced in every append's transaction; `re
 applied periodically). What was pruned is remembered as the feed's low-water mark (`floor`): the
 highest sequence removed. A cursor below it would silently skip records, so it is answered 409.
 Retention needs each record's age: `marks` holds (sequence, time) pairs, at most one a minute per
-feed, and a record's age is that of the first mark at or after it (so it is never pruned early).
+feed with `retention_days`, and a record's age is that of the first mark at or after it (so it is
+never pruned early).
 """
 
 from __future__ import annotations
@@ -209,12 +210,13 @@ class FeedStore:
     def _plan(self, code: str) -> AppendPlan:
         st = self._feeds[code]
         now = _now_ms()
-        lim = self.limits.get(code)
+        lim = self.limits.get(code) or Limits()
+        dated = lim.retention_days > 0  # only feeds pruned by age need their records dated
         return AppendPlan(
             head=st.last_seq,
             count=st.count,
-            max_records=lim.max_records if lim else 0,
-            mark_at=now if now - st.marked_at >= MARK_EVERY_MS else 0,
+            max_records=lim.max_records,
+            mark_at=now if dated and now - st.marked_at >= MARK_EVERY_MS else 0,
         )
 
     def _applied(self, code: str, res: Appended) -> None:

@@ -24,7 +24,7 @@ import msgspec
 from assetsync.secrets import mask_urls
 
 from assetsync_sync_gateway.feeds import FeedStore, NewRecord
-from assetsync_sync_gateway.registry import Endpoint, data_file_path
+from assetsync_sync_gateway.registry import Endpoint, RegistryError, data_file_path
 
 log = logging.getLogger("assetsync.gateway.sources")
 MAX_READ = 8 * 1024 * 1024  # bytes of a JSONL file taken per transaction
@@ -46,6 +46,7 @@ class SourceStatus:
 class TailState:
     """How far a JSONL feed has read its file: inode, byte offset, and the file size last seen whole."""
 
+    path: Path
     ino: int = 0
     offset: int = 0
     seen: int = -1  # size of the file when the last pass started (-1: no pass yet)
@@ -60,7 +61,7 @@ class Sources:
     client: httpx.AsyncClient | None = None
     status: dict[str, SourceStatus] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _tails: dict[str, tuple[Endpoint, TailState]] = field(default_factory=dict)
+    _tails: dict[str, TailState] = field(default_factory=dict)
     _wake: dict[str, asyncio.Event] = field(default_factory=dict)
     _passed: dict[str, asyncio.Event] = field(default_factory=dict)
     _hashes: dict[str, str] = field(default_factory=dict)
@@ -71,7 +72,9 @@ class Sources:
             self._wake[ep.code] = asyncio.Event()
             self._passed[ep.code] = asyncio.Event()
             if ep.source == "jsonl":
-                self._tails[ep.code] = (ep, TailState())
+                # A path that escapes the data dir is reported by the tail loop, which refuses it.
+                with contextlib.suppress(RegistryError):
+                    self._tails[ep.code] = TailState(data_file_path(ep, self.data_dir))
                 self._tasks.append(
                     asyncio.create_task(self._loop(ep, self.tail_jsonl), name=f"jsonl:{ep.code}")
                 )
@@ -121,14 +124,13 @@ class Sources:
 
     def behind(self, code: str) -> bool:
         """True when a JSONL feed may lack lines its file already holds (a stat; no I/O otherwise)."""
-        got = self._tails.get(code)
-        if got is None:
+        ts = self._tails.get(code)
+        if ts is None:
             return False
-        ep, ts = got
         if ts.seen < 0:
             return True
         try:
-            info = data_file_path(ep, self.data_dir).stat()
+            info = ts.path.stat()  # the tail itself re-checks the path each pass
         except (FileNotFoundError, NotADirectoryError):
             return False
         return info.st_ino != ts.ino or info.st_size != ts.seen
@@ -158,7 +160,7 @@ class Sources:
         st = self.status.setdefault(ep.code, SourceStatus())
         saved = await self.feeds.load_source_state(ep.code)
         pos = json.loads(saved) if saved else {"ino": 0, "offset": 0}
-        tail = self._tails.setdefault(ep.code, (ep, TailState()))[1]
+        tail = self._tails.setdefault(ep.code, TailState(path))
         try:
             info = path.stat()
         except FileNotFoundError:
