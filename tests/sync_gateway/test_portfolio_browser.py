@@ -30,6 +30,11 @@ async def drawn(page: Page, selector: str) -> int:
     return n
 
 
+async def wait_drawn(page: Page, selector: str, pixels: int = 2000) -> None:
+    """Wait until the canvas has drawn content (charts draw after their data arrives)."""
+    await page.wait_for_function(f"({DRAWN_JS})({selector!r}) > {pixels}", timeout=10000)
+
+
 async def column(page: Page, index: int) -> list[str]:
     cells = await page.locator(f"#h-rows tr td:nth-child({index})").all_inner_texts()
     return [c.split("\n")[0].replace("未定价", "").replace("价格过期", "").strip() for c in cells]
@@ -68,6 +73,7 @@ async def test_portfolio_page_draws_charts_and_sorts(tmp_path: Path) -> None:
             await expect(page.locator("#nw-chart canvas")).to_have_count(1)
             await expect(page.locator("#price-chart canvas")).to_have_count(1)
             for sel in ("#nw-chart canvas", "#price-chart canvas", "#alloc-type", "#alloc-asset"):
+                await wait_drawn(page, sel)
                 assert await drawn(page, sel) > 2000, f"{sel} is empty"
             await expect(page.locator("#alloc-type-legend li")).to_have_count(2)
             await expect(page.locator("#alloc-type-legend")).to_contain_text("加密货币")
@@ -98,7 +104,7 @@ async def test_portfolio_page_draws_charts_and_sorts(tmp_path: Path) -> None:
             await page.click("#price-range button[data-range='1y']")
             await page.click("#nw-range button[data-range='1m']")
             await expect(page.locator("#nw-note")).to_contain_text("32 个每日快照")
-            assert await drawn(page, "#nw-chart canvas") > 2000
+            await wait_drawn(page, "#nw-chart canvas")
             await page.click("#h-rows tr[data-asset=ETH]")
             await expect(page.locator("#price-note")).to_contain_text("ETH/USDT")
 
@@ -137,7 +143,7 @@ async def test_portfolio_login_like_the_manager(tmp_path: Path) -> None:
             await page.click("#login")
             await expect(page.locator("#app")).to_be_visible()
             await expect(page.locator("#t-count")).to_have_text("3")
-            assert await drawn(page, "#nw-chart canvas") > 2000
+            await wait_drawn(page, "#nw-chart canvas")
             # The token is the manager's: its page opens logged in.
             await page.goto(f"{site.url}/data-sync-manager")
             await expect(page.locator("#app")).to_be_visible()
