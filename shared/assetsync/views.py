@@ -113,17 +113,21 @@ def holdings_command(settings: Settings, *, as_json: bool, site: str = "", out: 
     finally:
         conn.close()
     if origin and not rows:
-        known = sorted(k for k in sites(settings.db_path, settings.site_id) if k != settings.site_id)
+        others = sorted(k for k in sites(settings.db_path, settings.site_id) if k != settings.site_id)
         hint = (
-            f"sites with replicated holdings: {', '.join(known)}"
-            if known
+            f"sites with replicated holdings: {', '.join(others)}"
+            if others
             else ("no other site's holdings have been received (sync_gateway.receiver)")
         )
         print(f"assetsync: no holdings of site {site!r} in {settings.db_path}; {hint}", file=sys.stderr)
         return 1
+    known = sites(settings.db_path, settings.site_id)
+    name = site or settings.site_id
     if as_json:
         doc = {
-            "site": site or settings.site_id,
+            "site": name,
+            "own": not origin,
+            "sites": known,
             "base_currency": val.base_currency,
             "totals": asdict(tot),
             "holdings": [r.to_dict() for r in rows],
@@ -179,6 +183,10 @@ def holdings_command(settings: Settings, *, as_json: bool, site: str = "", out: 
         notes.append(f"缺少汇率 {', '.join(tot.no_rate)}: add it to asset_sync.fx_rates")
     if notes:
         print(paint("; ".join(notes), YELLOW), file=out)
+    if len(known) > 1 or origin:  # more than one site's data here: say whose this is
+        whose = "replicated from that site" if origin else "this site"
+        rest = ", ".join(k for k in known if k != name)
+        print(f"site {name} ({whose}): {len(rows)} holdings; also in this store: {rest}", file=out)
     return 0
 
 

@@ -99,12 +99,13 @@ async def kick_off(stack: Stack) -> asyncio.Task[None]:
             t for t, owner in (("crypto", "collector-crypto"), ("fund", "collector-fund")) if owner in running
         ]
         await asyncio.gather(*(one(t) for t in first))  # type: ignore[arg-type]
+        # Today's snapshot first: it fetches the (emulated) ECB rates the history is valued with.
+        await one("snapshot")
         try:
             n = await seed_history(rt.settings, rt.publisher)
             print(f"  demo history: {n} daily snapshots from the {HISTORY_DAYS} days of klines", flush=True)
         except Exception as exc:  # the demo runs on without its history
             log.warning("demo history not seeded: %s", exc)
-        await one("snapshot")
         print("  demo data is in: the store, the emulated Feishu tables and the gateway feeds", flush=True)
 
     task = asyncio.create_task(run(), name="demo-kick-off")

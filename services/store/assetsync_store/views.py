@@ -238,6 +238,17 @@ def derived_rates(
     return {}
 
 
+def stored_fx(conn: sqlite3.Connection, base_currency: str) -> dict[str, float]:
+    """The last rate fetched into `base_currency` per currency (`asset_sync.fx.source`, kept by the store)."""
+    try:
+        rows = conn.execute(
+            "SELECT currency, rate FROM fx_rates WHERE base = ? AND rate > 0", (base_currency.upper(),)
+        ).fetchall()
+    except sqlite3.OperationalError:  # a store from before the FX table: no fetched rates yet
+        return {}
+    return {str(r[0]).upper(): float(r[1]) for r in rows}
+
+
 def make_valuation(
     conn: sqlite3.Connection,
     *,
@@ -246,8 +257,9 @@ def make_valuation(
     stale_hours: float = 24.0,
     timezone: str = "Asia/Shanghai",
 ) -> Valuation:
-    """The configured rates (asset_sync.fx_rates win), plus one implied by the latest snapshot if missing."""
-    rates = {k.upper(): float(v) for k, v in fx_rates.items()}
+    """Rates into the base currency: asset_sync.fx_rates (manual) win, then the last rates fetched from
+    the FX source (what the snapshot uses), then one implied by the latest snapshot if still missing."""
+    rates = {**stored_fx(conn, base_currency), **{k.upper(): float(v) for k, v in fx_rates.items()}}
     rates = {**derived_rates(conn, base_currency, rates), **rates}
     return Valuation(base_currency, rates, stale_hours if stale_hours > 0 else 24.0, timezone)
 
