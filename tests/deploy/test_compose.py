@@ -140,6 +140,9 @@ def test_docker_compose_v1_accepts_the_file(tmp_path: Path) -> None:
         "ASSETSYNC_ENV_FILE": str(env_path),
         "GRAFANA_ADMIN_PASSWORD": "x",
         "NATS_IMAGE": "local/nats:test",
+        # Required (`${…:?}`): compose refuses to start the gateway without its tokens.
+        "ASSETSYNC_SYNC_GATEWAY__SENDER__AUTH_TOKEN": "s" * 43,
+        "ASSETSYNC_SYNC_GATEWAY__ADMIN_TOKEN": "a" * 43,
     }
     proc = subprocess.run(
         ["docker-compose", "-f", str(DEPLOY / "docker-compose.yml"), "config"],
