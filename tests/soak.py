@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from assetsync.feishu import schema as fs
-from assetsync.runner import NatsOwner
+from assetsync.stack import NatsOwner
 from assetsync_emulators.common import serve_in_thread
 from assetsync_emulators.feishu import FeishuEmulator
 

@@ -20,7 +20,9 @@ from assetsync.config import ConfigError, Settings, find_default_config, load_se
 from assetsync.events import TaskName, TaskResult
 from assetsync.logs import setup_logging
 from assetsync.progress import ProgressBar
-from assetsync.runner import (
+from assetsync.secrets import mask_urls
+from assetsync.service import SERVICE_MODULES
+from assetsync.stack import (
     Stack,
     StartError,
     StopGuard,
@@ -28,8 +30,6 @@ from assetsync.runner import (
     install_signal_handlers,
     read_state,
 )
-from assetsync.secrets import mask_urls
-from assetsync.service import SERVICE_MODULES
 from assetsync.subjects import Topology
 from assetsync.tasks import TASK_OWNER, TaskTimeout, request_task
 

@@ -304,7 +304,7 @@ async def run_processes(
     out: TextIO | None = None,
 ) -> int:
     """`assetsync up --processes`: NATS in this process, each service replica a supervised child."""
-    from assetsync.runner import NatsOwner, StartError, StopGuard, claim_port, install_signal_handlers
+    from assetsync.stack import NatsOwner, StartError, StopGuard, claim_port, install_signal_handlers
 
     o = out or sys.stdout
     conf = settings.config

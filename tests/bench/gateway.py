@@ -39,11 +39,11 @@ import httpx
 import uvloop
 from assetsync.config import SyncGatewayConf
 from assetsync.embedded import free_port
+from assetsync_sync_gateway.core import Gateway, GatewayOptions
 from assetsync_sync_gateway.feeds import FeedStore, NewRecord
-from assetsync_sync_gateway.gateway import Gateway, GatewayOptions
-from assetsync_sync_gateway.received import ReceivedStore
+from assetsync_sync_gateway.live_settings import RuntimeConfig
 from assetsync_sync_gateway.receiver import Receiver, Tuning
-from assetsync_sync_gateway.runtime_config import RuntimeConfig
+from assetsync_sync_gateway.receiver_store import ReceivedStore
 
 BIG = 1_000_000
 SMALL = 10_000
@@ -92,7 +92,7 @@ def bare_app_main(port: int) -> None:
 def serve_like_the_gateway(app: Any, port: int) -> None:
     """uvicorn with the gateway's own settings (uvloop, httptools, headers, keep-alive), in this process."""
     import uvicorn
-    from assetsync_sync_gateway.server import server_config
+    from assetsync_sync_gateway.http_server import server_config
 
     uvicorn.Server(server_config(app, "127.0.0.1", port)).run()
 
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
 def serve_source(spec: str) -> None:
     """Site A as its own process: the real gateway app plus a bench-only hook to append records."""
     import msgspec
-    from assetsync_sync_gateway.app import create_app
+    from assetsync_sync_gateway.http_api import create_app
     from assetsync_sync_gateway.registry import Endpoint
     from starlette.requests import Request
     from starlette.responses import Response

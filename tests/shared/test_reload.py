@@ -129,7 +129,7 @@ async def test_stack_reload_applies_live_keys_and_names_the_rest(
     tmp_path: Path, nats_server: Any, prefix: str
 ) -> None:
     from assetsync.config import load_settings
-    from assetsync.runner import Stack
+    from assetsync.stack import Stack
     from assetsync_alerter.service import AlerterService
 
     conf: dict[str, Any] = {

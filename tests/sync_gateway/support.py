@@ -11,13 +11,13 @@ from typing import Any
 import msgspec
 from assetsync.config import SyncGatewayConf
 from assetsync.events import Event, Holding, PriceTick
-from assetsync_sync_gateway.app import create_app
+from assetsync_sync_gateway.core import Gateway, GatewayOptions
 from assetsync_sync_gateway.feeds import NewRecord
-from assetsync_sync_gateway.gateway import Gateway, GatewayOptions
+from assetsync_sync_gateway.http_api import create_app
+from assetsync_sync_gateway.http_server import Running, server_config, start_server, stop_server
 from assetsync_sync_gateway.portfolio import PortfolioOptions
 from assetsync_sync_gateway.receiver import EventSink, Tuning
 from assetsync_sync_gateway.registry import Endpoint
-from assetsync_sync_gateway.server import Running, server_config, start_server, stop_server
 
 FAST = Tuning(
     page_limit=500,

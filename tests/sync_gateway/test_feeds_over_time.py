@@ -60,7 +60,7 @@ async def test_latest_n_returns_the_newest_records_and_a_cursor_after_them(tmp_p
 
 
 async def test_http_source_appends_only_when_the_body_changes(tmp_path: Path) -> None:
-    from assetsync_sync_gateway.server import server_config, serving
+    from assetsync_sync_gateway.http_server import server_config, serving
 
     state = {"price": 100}
 

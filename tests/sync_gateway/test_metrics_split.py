@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from assetsync import events as ev
 from assetsync.embedded import EmbeddedNats, free_port
-from assetsync.runner import Stack
+from assetsync.stack import Stack
 
 from tests.helpers import wait_for
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+from assetsync_sync_gateway.http_server import server_config, serving
 from assetsync_sync_gateway.registry import BUILTIN, Catalog, RegistryError, load_registry, validate
-from assetsync_sync_gateway.server import server_config, serving
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from assetsync.embedded import free_port
 from assetsync.events import Event, ExternalRecord, Holding
-from assetsync_sync_gateway.gateway import Gateway
+from assetsync_sync_gateway.core import Gateway
 
 from tests.helpers import wait_for
 from tests.sync_gateway.support import (

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from assetsync_sync_gateway.server import server_config, start_server, stop_server
+from assetsync_sync_gateway.http_server import server_config, start_server, stop_server
 from playwright.async_api import Browser, Page, async_playwright, expect
 from starlette.applications import Starlette
 from starlette.requests import Request

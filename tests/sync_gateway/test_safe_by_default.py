@@ -191,7 +191,7 @@ async def upstream() -> AsyncIterator[str]:
     async def down(request: Request) -> Response:
         return Response("<html>maintenance</html>", 503, media_type="text/html")
 
-    from assetsync_sync_gateway.server import server_config, start_server, stop_server
+    from assetsync_sync_gateway.http_server import server_config, start_server, stop_server
 
     running = await start_server(
         server_config(Starlette(routes=[Route("/feed", down)]), "127.0.0.1", 0, log_level="error")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from assetsync_sync_gateway.runtime_config import ConfigPatchError, RuntimeConfig
+from assetsync_sync_gateway.live_settings import ConfigPatchError, RuntimeConfig
 from assetsync_sync_gateway.security import RateLimiter, client_address, parse_networks, token_ok
 
 from tests.sync_gateway.support import ext, fill, gw_conf, make_gateway, serve

@@ -15,7 +15,7 @@ from assetsync.bus import Publisher
 from assetsync.config import Settings, deep_merge, load_settings
 from assetsync.events import Snapshot, TaskName
 from assetsync.outcome import headline
-from assetsync.runner import Stack
+from assetsync.stack import Stack
 from assetsync.tasks import TaskTimeout, request_task
 
 from assetsync_emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEmulator, create_app

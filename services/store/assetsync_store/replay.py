@@ -247,7 +247,7 @@ async def run_replay(
 ) -> int:
     """The `assetsync replay` command: 0 on success, 1 when the replay could not run, 2 on a bad --since."""
     from assetsync import bus
-    from assetsync.runner import NatsOwner
+    from assetsync.stack import NatsOwner
 
     o = out or sys.stdout
     target = (output or default_output(settings.data_dir)).resolve()

@@ -14,10 +14,10 @@ from pathlib import Path
 import uvloop
 from assetsync.config import ConfigError, load_settings
 
-from assetsync_sync_gateway.app import create_app
-from assetsync_sync_gateway.gateway import Gateway
+from assetsync_sync_gateway.core import Gateway
+from assetsync_sync_gateway.http_api import create_app
+from assetsync_sync_gateway.http_server import server_config, start_server, stop_server
 from assetsync_sync_gateway.registry import RegistryError
-from assetsync_sync_gateway.server import server_config, start_server, stop_server
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:

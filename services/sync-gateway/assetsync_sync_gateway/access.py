@@ -29,7 +29,7 @@ from assetsync_sync_gateway.security import (
 )
 
 if TYPE_CHECKING:
-    from assetsync_sync_gateway.gateway import Gateway
+    from assetsync_sync_gateway.core import Gateway
 
 log = logging.getLogger("assetsync.gateway.sender")
 

@@ -27,9 +27,9 @@ from assetsync.secrets import mask_urls
 from assetsync_sync_gateway.compression import decompress
 from assetsync_sync_gateway.envelope import Page, page_decoder
 from assetsync_sync_gateway.ingest import to_event
-from assetsync_sync_gateway.received import ReceivedStore
+from assetsync_sync_gateway.live_settings import RuntimeConfig
+from assetsync_sync_gateway.receiver_store import ReceivedStore
 from assetsync_sync_gateway.registry import CODE_RE
-from assetsync_sync_gateway.runtime_config import RuntimeConfig
 from assetsync_sync_gateway.stats import ReceiverStats, iso
 
 log = logging.getLogger("assetsync.gateway.receiver")

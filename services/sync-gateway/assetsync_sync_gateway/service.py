@@ -14,10 +14,10 @@ from assetsync.events import Event
 from assetsync.runtime import Runtime
 from assetsync.service import Disabled, Service
 
-from assetsync_sync_gateway.app import create_app
-from assetsync_sync_gateway.gateway import Gateway
+from assetsync_sync_gateway.core import Gateway
+from assetsync_sync_gateway.http_api import create_app
+from assetsync_sync_gateway.http_server import Running, server_config, start_server, stop_server
 from assetsync_sync_gateway.registry import RegistryError
-from assetsync_sync_gateway.server import Running, server_config, start_server, stop_server
 
 NAME = "sync-gateway"
 CATCH_UP_POLL = 0.1

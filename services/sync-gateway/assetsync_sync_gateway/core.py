@@ -18,12 +18,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from assetsync_sync_gateway.feeds import FeedStore, Limits
 from assetsync_sync_gateway.ingest import ingest_events
+from assetsync_sync_gateway.live_settings import RuntimeConfig
 from assetsync_sync_gateway.logbuffer import LogBuffer
 from assetsync_sync_gateway.portfolio import PortfolioOptions
-from assetsync_sync_gateway.received import ReceivedStore
 from assetsync_sync_gateway.receiver import EventSink, Receiver, Tuning
+from assetsync_sync_gateway.receiver_store import ReceivedStore
 from assetsync_sync_gateway.registry import BUILTIN_BY_TAG, Catalog, Endpoint, load_registry
-from assetsync_sync_gateway.runtime_config import RuntimeConfig
 from assetsync_sync_gateway.security import Network, parse_networks
 from assetsync_sync_gateway.sources import Sources
 from assetsync_sync_gateway.stats import GatewayCollector, StatsFile

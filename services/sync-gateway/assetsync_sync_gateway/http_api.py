@@ -22,14 +22,14 @@ from starlette.types import Scope, Send
 
 from assetsync_sync_gateway import compression
 from assetsync_sync_gateway.access import DATA_PREFIX, MAX_BODY, AccessControl
+from assetsync_sync_gateway.core import Gateway
 from assetsync_sync_gateway.envelope import CursorError, batch_decoder, decode_cursor, json_str
 from assetsync_sync_gateway.feeds import PageResult
-from assetsync_sync_gateway.gateway import Gateway
+from assetsync_sync_gateway.live_settings import ConfigPatchError
 from assetsync_sync_gateway.openapi import openapi_document
 from assetsync_sync_gateway.portfolio import PortfolioApi, portfolio_routes
 from assetsync_sync_gateway.receiver import outcome_dict
 from assetsync_sync_gateway.registry import CODE_RE
-from assetsync_sync_gateway.runtime_config import ConfigPatchError
 from assetsync_sync_gateway.stats import iso
 
 log = logging.getLogger("assetsync.gateway.sender")
