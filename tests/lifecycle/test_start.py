@@ -3,12 +3,13 @@ nothing left running; /healthz is 200 only once every part is ready."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from assetsync.embedded import free_port
+from assetsync.embedded import free_port, running
 
 from tests.helpers import wait_for_sync
 from tests.lifecycle.support import Up, healthz
@@ -81,3 +82,16 @@ def test_up_processes_checks_every_childs_port_first(make_up: Callable[..., Up])
     line = last_line(up.err)
     assert line.startswith("assetsync: store.1 cannot start:") and "change metrics.port" in line, up.err
     assert up.nats_servers() == []
+
+
+def test_healthz_is_503_until_every_part_is_ready(make_up: Callable[..., Up], tmp_path: Path) -> None:
+    port = free_port()
+    up = make_up(env={"ASSETSYNC_NATS__URL": f"nats://127.0.0.1:{port}"}).start()
+    # NATS is not there yet: the health port answers, but "not ready".
+    wait_for_sync(lambda: healthz(up.metrics_port)[0] == 503, 30, what="503 while starting")
+    assert healthz(up.metrics_port)[1]["state"] == "starting (nats)"
+    with running(tmp_path / "late-nats", port=port):
+        up.wait_ready()
+        assert healthz(up.metrics_port)[0] == 200
+        up.signal(signal.SIGTERM)
+        assert up.wait(10) == 0
