@@ -30,10 +30,13 @@ from assetsync.files import atomic_write
 from assetsync.health import HealthServer
 from assetsync.metrics import Metrics
 from assetsync.reload import ReloadOutcome, reload_into, reload_subject
+from assetsync.retry import Backoff
 from assetsync.runtime import Runtime, open_runtime
 from assetsync.service import SERVICE_MODULES, Disabled, Service, factory
 
 log = logging.getLogger("assetsync")
+# Restarting a dead embedded nats-server: soon, but not in a tight loop if it keeps dying.
+NATS_RESTART = Backoff(base=0.25, cap=5.0, jitter=(1.0, 1.0))
 
 
 @dataclass
@@ -183,7 +186,7 @@ class NatsOwner:
                 log.error("%s", self.fatal)
                 self.failed.set()
                 return
-            delay = min(5.0, 0.25 * 2 ** (in_a_row - 1))
+            delay = NATS_RESTART.delay(in_a_row)
             log.error(
                 "embedded nats-server exited (status %s) after %.1fs; restarting on %s in %.1fs (%d/%d)",
                 code, ran, self.url, delay, in_a_row, limit,

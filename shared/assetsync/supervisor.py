@@ -21,6 +21,7 @@ from typing import TextIO
 
 from assetsync.config import Settings
 from assetsync.embedded import die_with_parent
+from assetsync.retry import Backoff, Streak
 from assetsync.service import SERVICE_MODULES
 
 # Services that must run once per stack, and why (`--replicas NAME=2` is refused with this reason).
@@ -86,20 +87,8 @@ def plan(replicas: Mapping[str, int], *, metrics_port: int = 0, names: Sequence[
     return out
 
 
-@dataclass
-class Backoff:
-    """Exponential restart delay, reset once a child has stayed up for `stable_after` seconds."""
-
-    initial: float = 0.5
-    maximum: float = 30.0
-    stable_after: float = 30.0
-    failures: int = 0
-
-    def next_delay(self, ran_for: float) -> float:
-        if ran_for >= self.stable_after:
-            self.failures = 0
-        self.failures += 1
-        return float(min(self.maximum, self.initial * 2 ** (self.failures - 1)))
+# Restarting a crashed child: 0.5 s, doubling up to 30 s.
+RESTART = Backoff(base=0.5, cap=30.0, jitter=(1.0, 1.0))
 
 
 @dataclass
@@ -107,7 +96,7 @@ class Child:
     """A supervised child and its history."""
 
     spec: ProcSpec
-    backoff: Backoff
+    backoff: Streak
     proc: asyncio.subprocess.Process | None = None
     started_at: float = 0.0
     starts: int = 0
@@ -130,7 +119,7 @@ class Supervisor:
         nats_url: str,
         cli_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
-        backoff: Backoff | None = None,
+        backoff: Backoff = RESTART,
         stop_timeout: float = 30.0,
         out: TextIO | None = None,
         err: TextIO | None = None,
@@ -141,8 +130,8 @@ class Supervisor:
         self.stop_timeout = stop_timeout
         self.out = out or sys.stdout
         self.err = err or sys.stderr
-        proto = backoff or Backoff()
-        self.children = [Child(s, Backoff(proto.initial, proto.maximum, proto.stable_after)) for s in specs]
+        # Each child's restart delay grows while it keeps crashing, and resets once it ran 30 s.
+        self.children = [Child(s, Streak(backoff, stable_after=30.0)) for s in specs]
         self._halting = asyncio.Event()  # set once stopping: no more (re)starts
         self._changed = asyncio.Event()
 
@@ -222,7 +211,7 @@ class Supervisor:
                 if not c.off:
                     self._say(c, "exited normally; not restarted")
                 return
-            delay = c.backoff.next_delay(ran_for)
+            delay = c.backoff.fail(ran_for)
             how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
             self._say(c, f"{how} after {ran_for:.1f}s; restarting in {delay:.1f}s", err=True)
             await asyncio.sleep(delay)

@@ -19,8 +19,9 @@ from assetsync import events as ev
 from assetsync.embedded import EmbeddedNats
 from assetsync.feishu import schema as fs
 from assetsync.metrics import Metrics
+from assetsync.retry import Backoff
 from assetsync.runtime import Runtime, open_runtime
-from assetsync.supervisor import Backoff, Supervisor, plan
+from assetsync.supervisor import Supervisor, plan
 
 from tests.feishu.support import feishu_site
 from tests.helpers import wait_for
@@ -106,7 +107,7 @@ async def test_sigkill_each_service_in_turn_loses_and_duplicates_nothing(
             nats_url=nats_server.url,
             cli_args=["--data-dir", str(settings.data_dir), "--log-dir", str(tmp_path / "logs")],
             env=env,
-            backoff=Backoff(initial=0.2),
+            backoff=Backoff(base=0.2, cap=30.0, jitter=(1.0, 1.0)),
             out=out,
             err=err,
         )

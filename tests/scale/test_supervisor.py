@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from assetsync.supervisor import Backoff, ReplicasError, parse_replicas, plan
+from assetsync.retry import Backoff, Streak
+from assetsync.supervisor import ReplicasError, parse_replicas, plan
 from assetsync_emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEmulator, create_app
 from assetsync_emulators.common import serve
 
@@ -44,10 +45,10 @@ def test_replicas_parse_and_refuse_a_second_store() -> None:
     assert {s.metrics_port for s in plan({}, metrics_port=0)} == {0}
 
 
-def test_backoff_grows_and_resets_after_a_stable_run() -> None:
-    b = Backoff(initial=0.5, maximum=4.0, stable_after=30.0)
-    assert [b.next_delay(1.0) for _ in range(5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
-    assert b.next_delay(31.0) == 0.5
+def test_restart_delay_grows_and_resets_after_a_stable_run() -> None:
+    b = Streak(Backoff(base=0.5, cap=4.0, jitter=(1.0, 1.0)), stable_after=30.0)
+    assert [b.fail(1.0) for _ in range(5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+    assert b.fail(31.0) == 0.5
 
 
 def test_cli_refuses_two_stores(tmp_path: Path) -> None:

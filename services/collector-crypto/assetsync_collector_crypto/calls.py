@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from assetsync.retry import Backoff
 
 from assetsync_collector_crypto.ccxt_lite import ccxt
 from assetsync_collector_crypto.exchange import AssetsyncBinance, InvalidResponse, RateLimited, redact
@@ -34,8 +35,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Equal-jitter exponential backoff for retry number `attempt` (1-based)."""
-        d = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return float(d / 2 + random.uniform(0, d / 2))
+        return Backoff(self.base_delay, self.max_delay, self.attempts).delay(attempt)
 
 
 def _binance_msg(exc: Exception) -> str:

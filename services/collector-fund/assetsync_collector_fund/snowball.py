@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from urllib.parse import urlsplit
 import requests
 from assetsync.config import XueqiuConf
 from assetsync.metrics import Metrics
+from assetsync.retry import Backoff
 
 log = logging.getLogger("assetsync.collector_fund.snowball")
 
@@ -305,7 +305,7 @@ class SnowballClient:
                 if isinstance(err, CookieExpired) or not err.transient or attempt >= self.retries:
                     raise err from None
             attempt += 1
-            delay = self.backoff * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+            delay = Backoff(self.backoff, cap=30.0, jitter=(0.5, 1.5)).delay(attempt)
             log.warning("%s; retrying in %.1fs", err, delay)
             await asyncio.sleep(delay)
 

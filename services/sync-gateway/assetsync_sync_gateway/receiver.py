@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -22,6 +21,7 @@ from typing import Any, Literal
 import httpx
 import msgspec
 from assetsync.events import Event
+from assetsync.retry import Backoff
 from assetsync.secrets import mask_urls
 
 from assetsync_sync_gateway.compression import decompress
@@ -495,9 +495,7 @@ class Receiver:
                     es = self.stats.endpoint(code)
                     es.retries += 1
                     es.errors += 1
-                delay = min(self.t.backoff_cap, self.t.backoff_base * 2 ** (attempt - 1)) * random.uniform(
-                    0.5, 1.0
-                )
+                delay = Backoff(self.t.backoff_base, self.t.backoff_cap).delay(attempt)
                 if exc.retry_after is not None:
                     delay = max(delay, min(exc.retry_after, self.t.backoff_cap))
                 log.info("request to %s failed (%s); retry %d in %.2fs", url, exc, attempt, delay)
@@ -580,8 +578,9 @@ class Receiver:
                 failed = any(r.status == "failed" for r in results)
                 interval = conf.sync_interval
                 if failed:
-                    step = self.t.failure_backoff_base * 2 ** max(0, self.consecutive_failures - 1)
-                    interval = min(interval, step) * random.uniform(0.75, 1.25)
+                    # Failing syncs retry sooner than the interval, backing off up to it.
+                    retry = Backoff(self.t.failure_backoff_base, interval, jitter=(0.75, 1.25))
+                    interval = retry.delay(self.consecutive_failures)
                 still_on = self.config.receiver.enabled and self.config.receiver.auto_sync
                 self.next_sync_at = time.monotonic() + interval if still_on else None
                 continue

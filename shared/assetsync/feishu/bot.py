@@ -8,13 +8,13 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import time
 from collections import Counter, deque
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
+from assetsync.retry import Backoff
 from assetsync.secrets import Secret
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ class GroupBot:
                 raise BotRejected(f"bot message is {len(raw)} bytes, over the bot's 20 KB limit")
             await self._pace()
             self.stats["requests"] += 1
-            delay = self.backoff_base * (2 ** (attempt - 1)) * random.uniform(0.75, 1.25)
+            delay = Backoff(self.backoff_base, cap=60.0, jitter=(0.75, 1.25)).delay(attempt)
             try:
                 resp = await self._http.post(
                     self._webhook.get(), content=raw, headers={"Content-Type": "application/json"}

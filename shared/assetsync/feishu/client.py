@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import random
 import time
 import uuid
 from collections import Counter
@@ -19,6 +18,7 @@ import httpx
 from assetsync.feishu import errors as fe
 from assetsync.feishu import schema
 from assetsync.feishu.schema import FieldSpec
+from assetsync.retry import Backoff
 from assetsync.secrets import Secret
 
 if TYPE_CHECKING:
@@ -145,8 +145,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Jittered exponential backoff ("full jitter" above a floor of half the base)."""
-        top = min(self.backoff_cap, self.backoff_base * (2 ** max(0, attempt - 1)))
-        return random.uniform(self.backoff_base / 2, max(self.backoff_base / 2, top))
+        return Backoff(self.backoff_base, self.backoff_cap, self.max_attempts).delay(attempt)
 
 
 @dataclass
