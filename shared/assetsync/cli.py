@@ -494,7 +494,7 @@ def cmd_setup_tables(args: argparse.Namespace) -> int:
 
 
 async def _setup_tables(settings: Settings) -> int:
-    from assetsync_store.db import Database, StoreUnavailable
+    from assetsync_store import Database, StoreUnavailable
 
     db = Database(settings.db_path)
     try:
@@ -525,7 +525,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def _backup_list(settings: Settings) -> int:
-    from assetsync_store.backup import list_backups
+    from assetsync_store import list_backups
 
     backups = list_backups(settings.backup_dir)
     if not backups:
@@ -540,7 +540,7 @@ def _backup_list(settings: Settings) -> int:
 
 
 async def _backup_restore(settings: Settings, path: Path) -> int:
-    from assetsync_store.backup import BackupError, verify_backup
+    from assetsync_store import BackupError, verify_backup
 
     try:
         summary = await asyncio.to_thread(verify_backup, path)
@@ -557,7 +557,7 @@ async def _backup_restore(settings: Settings, path: Path) -> int:
 
     if _stack_running(settings):
         return await _with_stack(settings, restore)
-    from assetsync_store.db import Database, StoreUnavailable
+    from assetsync_store import Database, StoreUnavailable
 
     db = Database(settings.db_path)
     try:
@@ -573,7 +573,7 @@ async def _backup_restore(settings: Settings, path: Path) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from assetsync_store.replay import run_replay
+    from assetsync_store import run_replay
 
     settings = load(args)
     setup_logging(None, args.log_level)

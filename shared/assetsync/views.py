@@ -86,16 +86,15 @@ def signed(v: float | None, digits: int = 2, suffix: str = "") -> str:
 
 
 def _open(settings: Settings) -> sqlite3.Connection:
-    from assetsync_store.views import open_readonly
+    from assetsync_store import views
 
-    return open_readonly(settings.db_path)
+    return views.open_readonly(settings.db_path)
 
 
 def holdings_command(settings: Settings, *, as_json: bool, site: str = "", out: TextIO | None = None) -> int:
     """Print the 持仓 table (or its JSON) of this site or of another `site` replicated here; exit 1
     when there is no store database yet or nothing of that site."""
-    from assetsync_store import views
-    from assetsync_store.sites import sites
+    from assetsync_store import sites, views
 
     origin = "" if site in ("", settings.site_id) else site
 

@@ -1,7 +1,8 @@
-"""Online backups with the SQLite backup API, verification, retention and listing."""
+"""The backup task: online backups with the SQLite backup API, verification, retention and listing."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -9,6 +10,10 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+
+from assetsync.config import Settings
+from assetsync.events import BackupResult, TaskCommand
+from assetsync.tasks import now_ms
 
 from assetsync_store import schema
 
@@ -141,3 +146,37 @@ def verify_backup(path: Path) -> str:
     if missing:
         raise BackupError(f"{path}: not an assetsync database (missing tables: {', '.join(missing)})")
     return f"schema v{version}, {counts.get('holdings', 0)} holdings, {counts.get('price_history', 0)} prices"
+
+
+async def run_backup(settings: Settings, cmd: TaskCommand, started: int, local_now: datetime) -> BackupResult:
+    """Back up the database (off the event loop), prune old backups; the outcome as an event."""
+    try:
+        outcome = await asyncio.to_thread(
+            create_backup,
+            settings.db_path,
+            settings.backup_dir,
+            settings.config.asset_sync.database.backup.keep_days,
+            local_now,
+        )
+    except BackupError as exc:
+        return BackupResult(
+            command_id=cmd.command_id, ok=False, started_at=started, finished_at=now_ms(), error=str(exc)
+        )
+    return BackupResult(
+        command_id=cmd.command_id,
+        ok=True,
+        started_at=started,
+        finished_at=now_ms(),
+        path=str(outcome.path),
+        size_bytes=outcome.size_bytes,
+        integrity=outcome.integrity,
+        removed=outcome.removed,
+    )
+
+
+def backup_summary(br: BackupResult) -> str:
+    """The one line a backup's 日志 row and the CLI show."""
+    if not br.ok:
+        return br.error
+    removed = f", removed {len(br.removed)} old" if br.removed else ""
+    return f"{br.path} ({br.size_bytes / 1e6:.1f} MB, integrity ok{removed})"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
@@ -10,24 +9,21 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from assetsync import bus
-from assetsync.events import BackupResult, TaskCommand, TaskResult
-from assetsync.fx import describe as fx_describe
-from assetsync.fx import resolve as fx_resolve
+from assetsync.events import TaskCommand, TaskResult
 from assetsync.runtime import Runtime
 from assetsync.schedule import Scheduler
 from assetsync.service import Disabled, Service
 from assetsync.tasks import failed_result, now_ms, task_consumer
 
-from assetsync_store.backup import BackupError, create_backup
+from assetsync_store.backup import BackupError, backup_summary, run_backup
 from assetsync_store.db import Database, StoreBroken, StoreUnavailable
-from assetsync_store.fx_rates import save_fetched, save_used, stored_rates
-from assetsync_store.snapshot import SnapshotError, compute_snapshot
-from assetsync_store.upserts import SNAPSHOT_SQL, Rows, snapshot_row
+from assetsync_store.snapshot import SnapshotError, snapshot_summary, take_snapshot
+from assetsync_store.upserts import Rows
 
 log = logging.getLogger("assetsync.store")
 
@@ -128,10 +124,6 @@ class StoreService:
             if sched is not None:
                 await sched.start(stack)
 
-    def _view(self) -> str:
-        """The holdings this site's snapshot counts: its own, or every site's with `views.combined`."""
-        return "1" if self.rt.settings.config.asset_sync.views.combined else "origin = ''"
-
     @property
     def unavailable(self) -> str:
         """Why the database cannot be written now (empty when every consumer's last write worked)."""
@@ -227,58 +219,23 @@ class StoreService:
 
     # --- tasks -----------------------------------------------------------------------------
 
-    def _snapshot_day(self, cmd: TaskCommand) -> str:
-        """A scheduled midnight snapshot closes the day that just ended; a manual one is today's."""
-        if cmd.slot:
-            slot = datetime.fromisoformat(cmd.slot).astimezone(self._tz)
-            return (slot - timedelta(seconds=1)).date().isoformat()
-        return datetime.now(self._tz).date().isoformat()
-
     async def _run_snapshot(self, cmd: TaskCommand) -> TaskResult:
         started = now_ms()
-        a = self.rt.settings.config.asset_sync
-        base = a.base_currency.upper()
-        day = self._snapshot_day(cmd)
         try:
-            rows = await self.db.fetchall(
-                f"SELECT asset, currency, value, total_cost FROM holdings WHERE {self._view()}"
-                " ORDER BY origin, asset"
+            snap = await take_snapshot(
+                self.db,
+                self.rt.settings,
+                cmd,
+                started,
+                combined=self.rt.settings.config.asset_sync.views.combined,
             )
-            holdings = [dict(r) for r in rows]
-            fx = await fx_resolve(
-                {str(h["currency"]).upper() for h in holdings},
-                base=base,
-                manual={k.upper(): v for k, v in a.fx_rates.items()},
-                conf=a.fx,
-                stored=await stored_rates(self.db, base),
-                today=datetime.now(self._tz).date(),
-            )
-            if fx.missing:
-                raise SnapshotError(_no_rate_message(fx.missing, holdings, base))
-            snap = compute_snapshot(
-                holdings,
-                base_currency=base,
-                fx_rates={cur: q.rate for cur, q in fx.rates.items()},
-                day=day,
-                taken_at=started,
-                command_id=cmd.command_id,
-                fx_used=fx.rates,
-            )
-            async with self.db.transaction() as conn:
-                await conn.execute(SNAPSHOT_SQL, snapshot_row(snap))
-                await save_fetched(conn, base, fx.fetched, started)
-                await save_used(conn, snap.date, base, snap.fx)
-        except SnapshotError as exc:
-            log.warning("snapshot %s: %s", day, exc)
-            return failed_result(cmd, started, str(exc))
-        except StoreUnavailable as exc:
+        except (SnapshotError, StoreUnavailable) as exc:
+            log.warning("snapshot: %s", exc)
             return failed_result(cmd, started, str(exc))
         await self.rt.publisher.publish_now(snap)
         self._value.labels("total_value").set(snap.total_value)
         self._value.labels("total_cost").set(snap.total_cost)
         self._value.labels("total_pnl").set(snap.total_pnl)
-        pct = f" ({snap.pnl_pct:+.2f}%)" if snap.pnl_pct is not None else ""
-        rates = f"; FX {fx_describe(snap.fx, base)}" if snap.fx else ""
         return TaskResult(
             command_id=cmd.command_id,
             task="snapshot",
@@ -289,45 +246,15 @@ class StoreService:
             records=1,
             total=1,
             data_as_of=snap.date,
-            message=(
-                f"{snap.date}: value {snap.total_value:,.2f} {snap.base_currency}, "
-                f"PnL {snap.total_pnl:+,.2f}{pct}, {snap.asset_count} holdings{rates}"
-            ),
+            message=snapshot_summary(snap),
         )
 
     async def _run_backup(self, cmd: TaskCommand) -> TaskResult:
         started = now_ms()
-        s = self.rt.settings
-        local_now = datetime.now(UTC).astimezone(self._tz)
-        try:
-            outcome = await asyncio.to_thread(
-                create_backup,
-                s.db_path,
-                s.backup_dir,
-                s.config.asset_sync.database.backup.keep_days,
-                local_now,
-            )
-            br = BackupResult(
-                command_id=cmd.command_id,
-                ok=True,
-                started_at=started,
-                finished_at=now_ms(),
-                path=str(outcome.path),
-                size_bytes=outcome.size_bytes,
-                integrity=outcome.integrity,
-                removed=outcome.removed,
-            )
-        except BackupError as exc:
-            br = BackupResult(
-                command_id=cmd.command_id, ok=False, started_at=started, finished_at=now_ms(), error=str(exc)
-            )
+        br = await run_backup(self.rt.settings, cmd, started, datetime.now(UTC).astimezone(self._tz))
         await self.rt.publisher.publish_now(br)
         if br.ok:
             self._backup_age.set(br.finished_at / 1000)
-            removed = f", removed {len(br.removed)} old" if br.removed else ""
-            message = f"{br.path} ({br.size_bytes / 1e6:.1f} MB, integrity ok{removed})"
-        else:
-            message = br.error
         return TaskResult(
             command_id=cmd.command_id,
             task="backup",
@@ -337,7 +264,7 @@ class StoreService:
             finished_at=br.finished_at,
             records=1 if br.ok else 0,
             total=1,
-            message=message,
+            message=backup_summary(br),
         )
 
     async def _run_restore(self, cmd: TaskCommand) -> TaskResult:
@@ -358,19 +285,6 @@ class StoreService:
             total=1,
             message=f"restored from {path}: {summary}",
         )
-
-
-def _no_rate_message(missing: dict[str, str], holdings: list[dict[str, object]], base: str) -> str:
-    """Which currency has no rate, what holds it, why — and the keys that fix it."""
-    parts = []
-    for cur, why in sorted(missing.items()):
-        held = ", ".join(sorted(str(h["asset"]) for h in holdings if str(h["currency"]).upper() == cur))
-        parts.append(f"no exchange rate from {cur} to {base} (held: {held}): {why}")
-    example = ", ".join(f'"{cur}": 7.1' for cur in sorted(missing))
-    return (
-        "; ".join(parts)
-        + f" — set asset_sync.fx_rates (e.g. {{{example}}}) or make asset_sync.fx.source reachable"
-    )
 
 
 def build(rt: Runtime) -> Service | Disabled:
