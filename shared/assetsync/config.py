@@ -239,19 +239,39 @@ class NatsConf(_Base):
     restart_limit: int = 5
 
 
+# --- the gateway's settings rules, written once: the config file, the settings API (its patches in
+# the gateway's live_settings) and the OpenAPI request schemas (msgspec.json.schema) all use them.
+RateLimit = Annotated[
+    int, msgspec.Meta(ge=0, le=1_000_000, description="requests per minute per client address; 0 = unlimited")
+]
+SyncInterval = Annotated[
+    float, msgspec.Meta(gt=0, le=7 * 86400, description="seconds between automatic syncs (at most a week)")
+]
+TokenText = Annotated[
+    str, msgspec.Meta(max_length=512, pattern=r"^\S*$", description="a bearer token: no spaces, ≤ 512 chars")
+]
+RemoteUrl = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^(https?://[^\s/?#]+(/[^\s]*)?)?$",
+        description="the remote gateway, e.g. http://host:5000 (empty: none)",
+    ),
+]
+
+
 class SenderConf(_Base):
     enabled: bool = True
     auth_token: Secret = Secret("")
     next_auth_token: Secret = Secret("")
     allowed_ips: list[str] = msgspec.field(default_factory=list)
-    rate_limit: int = 600
+    rate_limit: RateLimit = 600
 
 
 class ReceiverConf(_Base):
     enabled: bool = False
-    remote_url: str = ""
+    remote_url: RemoteUrl = ""
     auth_token: Secret = Secret("")
-    sync_interval: float = 300.0
+    sync_interval: SyncInterval = 300.0
     auto_sync: bool = False
 
 
@@ -361,9 +381,9 @@ class Settings:
 _TASK_OF_KEY = {"crypto_sync": "crypto", "fund_sync": "fund", "snapshot": "snapshot", "backup": "backup"}
 
 
-def _msgspec_error(err: msgspec.ValidationError, source: str) -> ConfigError:
-    """msgspec's error as a ConfigError naming the dotted key."""
-    key, message = error_key(err)
+def _msgspec_error(err: msgspec.ValidationError, source: str, root: Any = None) -> ConfigError:
+    """msgspec's error as a ConfigError naming the dotted key (and the rule's description on `root`)."""
+    key, message = error_key(err, root)
     return ConfigError(key or "(top level)", message, source)
 
 
@@ -544,14 +564,6 @@ def _check_credentials(cfg: Config, explicit: dict[str, Any], source: str) -> No
     gw = cfg.sync_gateway
     if not 0 <= gw.port <= 65535:
         raise ConfigError("sync_gateway.port", "expected a TCP port 0-65535", source)
-    if gw.receiver.sync_interval <= 0:
-        raise ConfigError(
-            "sync_gateway.receiver.sync_interval", "expected a positive number of seconds", source
-        )
-    if gw.sender.rate_limit < 0:
-        raise ConfigError(
-            "sync_gateway.sender.rate_limit", "expected requests per minute >= 0 (0 = unlimited)", source
-        )
     if not re.fullmatch(r"[A-Za-z0-9_-]*", cfg.nats.prefix):
         raise ConfigError("nats.prefix", "expected letters, digits, '-' or '_'", source)
     if cfg.nats.sync_interval != "always" and not re.fullmatch(r"\d+(ms|s|m|h)", cfg.nats.sync_interval):
@@ -642,7 +654,7 @@ def load_settings(
     try:
         cfg = msgspec.convert(raw, Config, dec_hook=_dec_hook)
     except msgspec.ValidationError as exc:
-        raise _msgspec_error(exc, source) from exc
+        raise _msgspec_error(exc, source, Config) from exc
     tz, schedules = _check_scheduler(sched_raw, source)
     holidays = _check_holidays(sched_raw.get("holidays"), source)
     _check_credentials(cfg, raw, source)

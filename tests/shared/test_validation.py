@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import msgspec
 import pytest
-from assetsync.validation import error_key
+from assetsync.validation import describe, error_key
 
 
 class Inner(msgspec.Struct, forbid_unknown_fields=True):
@@ -35,3 +35,23 @@ def test_the_key_and_message_of_each_kind_of_error(raw: Any, key: str, message: 
     with pytest.raises(msgspec.ValidationError) as err:
         msgspec.convert(raw, Outer)
     assert error_key(err.value) == (key, message)
+
+
+def test_a_rule_written_on_the_type_is_also_the_message() -> None:
+    from assetsync.config import Config
+    from assetsync_sync_gateway.live_settings import ReceiverPatch
+
+    with pytest.raises(msgspec.ValidationError) as bad_url:
+        msgspec.convert({"remote_url": "ftp://host"}, ReceiverPatch)
+    assert error_key(bad_url.value, ReceiverPatch) == (
+        "remote_url",
+        "expected the remote gateway, e.g. http://host:5000 (empty: none)",
+    )
+    with pytest.raises(msgspec.ValidationError) as bad_rate:
+        msgspec.convert({"sync_gateway": {"sender": {"rate_limit": -5}}}, Config)
+    key, message = error_key(bad_rate.value, Config)
+    assert key == "sync_gateway.sender.rate_limit"
+    assert message.startswith("expected int >= 0") and "0 = unlimited" in message
+    assert describe(Config, "sync_gateway.receiver.sync_interval").startswith("seconds between")
+    assert describe(Config, "sync_gateway.port") == ""
+    assert describe(Config, "no.such.key") == ""

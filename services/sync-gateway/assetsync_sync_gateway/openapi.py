@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
+from assetsync_sync_gateway.live_settings import ReceiverPatch, SenderPatch
+
 _ERR = {
     "description": "error",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -22,6 +26,26 @@ _WAIT = {
     "schema": {"type": "boolean"},
     "description": "block until done and answer 200 with the results",
 }
+
+
+def _openapi30(schema: Any) -> Any:
+    """JSON Schema (msgspec) → OpenAPI 3.0: `anyOf: [X, {type: null}]` becomes X with `nullable: true`,
+    numeric exclusive bounds become boolean ones."""
+    if isinstance(schema, list):
+        return [_openapi30(x) for x in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _openapi30(v) for k, v in schema.items()}
+    for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(out.get(bound), int | float) and not isinstance(out[bound], bool):
+            out[plain], out[bound] = out[bound], True  # 3.0 spells `> 0` as minimum 0 + exclusive
+    options = out.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [o for o in options if o != {"type": "null"}]
+        if len(rest) == 1:
+            del out["anyOf"]
+            out = {**rest[0], **out, "nullable": True}
+    return out
 
 
 def _obj(props: dict[str, Any] | None = None, *, extra: bool = True) -> dict[str, Any]:
@@ -59,25 +83,9 @@ def openapi_document() -> dict[str, Any]:
             "has_more": {"type": "boolean"},
         }
     )
-    sender_patch = _obj(
-        {
-            "enabled": {"type": "boolean"},
-            "auth_token": {"type": "string"},
-            "next_auth_token": {"type": "string"},
-            "allowed_ips": {"type": "array", "items": {"type": "string"}},
-            "rate_limit": {"type": "integer", "minimum": 0},
-        },
-        extra=False,
-    )
-    receiver_patch = _obj(
-        {
-            "enabled": {"type": "boolean"},
-            "remote_url": {"type": "string"},
-            "auth_token": {"type": "string"},
-            "sync_interval": {"type": "number", "minimum": 1},
-            "auto_sync": {"type": "boolean"},
-        },
-        extra=False,
+    # The settings API's request bodies: derived from the types that validate them (one set of rules).
+    (sender_patch, receiver_patch), patch_schemas = msgspec.json.schema_components(
+        [SenderPatch, ReceiverPatch], ref_template="#/components/schemas/{name}"
     )
     p = "/api/data-sync"
     doc: dict[str, Any] = {
@@ -95,7 +103,11 @@ def openapi_document() -> dict[str, Any]:
                 "senderToken": {"type": "http", "scheme": "bearer"},
                 "adminToken": {"type": "http", "scheme": "bearer"},
             },
-            "schemas": {"Error": _obj({"error": {"type": "string"}}), "Page": page},
+            "schemas": {
+                "Error": _obj({"error": {"type": "string"}}),
+                "Page": page,
+                **{name: _openapi30(schema) for name, schema in patch_schemas.items()},
+            },
         },
         "paths": {
             f"{p}/sender/status": {
