@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -26,6 +26,7 @@ from tests.helpers import wait_for
 
 
 def holding(asset: str, qty: float, price: float, as_of: int, currency: str = "USDT") -> ev.Holding:
+    kind: Literal["crypto", "fund"]
     source, kind = ("binance", "crypto") if currency == "USDT" else ("xueqiu", "fund")
     return ev.Holding(
         source=source, asset=asset, quantity=qty, currency=currency, as_of=as_of, price=price, asset_type=kind
