@@ -6,24 +6,36 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
 
+@overload
 async def wait_for(
-    predicate: Callable[[], T | Awaitable[T]], timeout: float = 10.0, interval: float = 0.02, what: str = ""
-) -> T:
+    predicate: Callable[[], Awaitable[T]], timeout: float = ..., interval: float = ..., what: str = ...
+) -> T: ...
+
+
+@overload
+async def wait_for(
+    predicate: Callable[[], T], timeout: float = ..., interval: float = ..., what: str = ...
+) -> T: ...
+
+
+async def wait_for(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> Any:
     """Poll `predicate` (sync or async) until it returns something truthy; fail after `timeout`."""
     deadline = time.monotonic() + timeout
-    last: T | None = None
+    last: Any = None
     while True:
         got = predicate()
         if inspect.isawaitable(got):
             got = await got
-        last = got  # type: ignore[assignment]
+        last = got
         if got:
-            return got  # type: ignore[return-value]
+            return got
         if time.monotonic() > deadline:
             raise AssertionError(
                 f"timed out after {timeout}s waiting for {what or predicate!r}; last={last!r}"

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -126,7 +127,7 @@ async def raw_jetstream(url: str, n: int) -> float:
     return end - start
 
 
-def raw_sqlite(db: Path, rows: list[tuple[object, ...]]) -> float:
+def raw_sqlite(db: Path, rows: Sequence[tuple[object, ...]]) -> float:
     """Baseline: sqlite3 executemany upserts, 1000 rows per commit, WAL, synchronous=NORMAL."""
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")

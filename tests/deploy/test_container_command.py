@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -106,7 +107,7 @@ async def test_services_start_from_the_example_config_and_pass_the_image_healthc
         return await asyncio.to_thread(c.healthcheck) == 0
 
     for c in containers:
-        await wait_for(lambda c=c: healthy(c), timeout=60, interval=0.2, what=f"{c.name} healthy")
+        await wait_for(partial(healthy, c), timeout=60, interval=0.2, what=f"{c.name} healthy")
     async with httpx.AsyncClient() as client:
         store = containers[0]
         body = (await client.get(f"http://127.0.0.1:{store.port}/metrics")).text

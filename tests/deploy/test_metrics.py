@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -26,6 +26,7 @@ from tests.helpers import wait_for
 
 
 def holding(asset: str, qty: float, price: float, as_of: int, currency: str = "USDT") -> ev.Holding:
+    kind: Literal["crypto", "fund"]
     source, kind = ("binance", "crypto") if currency == "USDT" else ("xueqiu", "fund")
     return ev.Holding(
         source=source, asset=asset, quantity=qty, currency=currency, as_of=as_of, price=price, asset_type=kind
@@ -84,8 +85,12 @@ async def test_store_exports_a_value_per_held_asset_and_drops_sold_ones(
             assets=["ETH"],
         )
     )
-    await wait_for(lambda: value(rt.metrics, "BTC") is None, timeout=15, what="BTC gone from the gauge")
-    assert value(rt.metrics, "ETH") == pytest.approx(6200.0)
+    # The new ETH holding and the run's result reach the store through separate consumers.
+    await wait_for(
+        lambda: value(rt.metrics, "BTC") is None and value(rt.metrics, "ETH") == pytest.approx(6200.0),
+        timeout=15,
+        what="BTC gone from the gauge, ETH at its new value",
+    )
     assert value(rt.metrics, "510300", "CNY") == pytest.approx(4100.0)  # another source: untouched
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from functools import partial
 
 import pytest
 from assetsync.feishu import errors as fe
@@ -47,7 +48,8 @@ async def test_token_refreshed_before_expiry() -> None:
         tid = site.emu.add_table("t").table_id
         async with site.client() as c:
             await c.search_records(tid)
-            await asyncio.sleep(1.0)  # let the 1 s token lapse: the client must not present it
+            # Until the emulator's token lapsed: the client must fetch a new one, not present the old.
+            await wait_for(partial(_all_lapsed, site.emu.tokens), 10, what="the token lapsed")
             await c.search_records(tid)
         assert site.emu.calls["token"] == 2
         assert sum(n for k, n in c.stats.errors.items() if k.endswith(":token")) == 0
@@ -171,3 +173,7 @@ async def test_client_paces_to_max_qps() -> None:
             await asyncio.gather(*(c.search_records(tid) for _ in range(11)))
             elapsed = time.monotonic() - started
         assert elapsed >= 0.45  # 11 calls at 20/s: the 11th starts 0.5 s after the first
+
+
+def _all_lapsed(tokens: dict[str, float]) -> bool:
+    return all(expiry <= time.monotonic() for expiry in tokens.values())

@@ -12,6 +12,7 @@ import io
 import os
 import signal
 import sqlite3
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,9 @@ class Stream:
             await self.holdings_round()
             await self.rt.publisher.flush()
             await asyncio.sleep(0.25)
+
+    def advanced(self, to_round: int) -> bool:
+        return self.round >= to_round
 
     async def holdings_round(self) -> None:
         self.round += 1
@@ -122,16 +126,16 @@ async def test_sigkill_each_service_in_turn_loses_and_duplicates_nothing(
             publishing: asyncio.Task[None] | None = None
             try:
                 for label in ("store.1", "feishu-writer.1"):
-                    await wait_for(lambda label=label: ready(label, 1), 30, what=f"{label} ready")  # type: ignore[misc]
+                    await wait_for(partial(ready, label, 1), 30, what=f"{label} ready")
                 publishing = asyncio.create_task(stream.run())
                 for label in ("store.1", "feishu-writer.1"):
                     # Let the service work under load, then kill it mid-batch.
                     start_round = stream.round
-                    await wait_for(lambda s=start_round: stream.round >= s + 6, 20, what="events flowing")  # type: ignore[misc]
+                    await wait_for(partial(stream.advanced, start_round + 6), 20, what="events flowing")
                     pid = sup.child(label).pid
                     assert pid is not None
                     os.kill(pid, signal.SIGKILL)
-                    await wait_for(lambda label=label: ready(label, 2), 30, what=f"{label} restarted")  # type: ignore[misc]
+                    await wait_for(partial(ready, label, 2), 30, what=f"{label} restarted")
                 start_round = stream.round
                 await wait_for(lambda: stream.round >= start_round + 6, 20, what="events after the restarts")
             finally:

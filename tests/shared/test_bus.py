@@ -121,13 +121,16 @@ async def test_transient_error_naks_then_redelivers(runtime: Runtime, delay: flo
 
 
 def test_subject_for_keys_on_the_right_field() -> None:
-    from assetsync.events import TaskResult
+    from assetsync.events import TaskName, TaskResult
     from assetsync.subjects import Topology
 
     topo = Topology("p")
-    mk = lambda task: TaskResult(  # noqa: E731
-        command_id="c", task=task, source="system", status="success", started_at=0, finished_at=0
-    )
+
+    def mk(task: TaskName) -> TaskResult:
+        return TaskResult(
+            command_id="c", task=task, source="system", status="success", started_at=0, finished_at=0
+        )
+
     assert topo.subject_for(mk("backup")) == "p.tasks.result.v1.backup"
     assert topo.subject_for(mk("restore")) == "p.tasks.result.v1.restore"
     assert topo.subject_for(tick(1)) == "p.market.price.v1.binance"

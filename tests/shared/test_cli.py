@@ -136,6 +136,8 @@ def test_up_demo_fills_store_feishu_and_gateway(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 async def _holdings_rows(url: str) -> list[Record]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,7 @@ path = "db/x.db"
 """
 
 
-def write(tmp: Path, name: str, content: str | dict[str, object]) -> Path:
+def write(tmp: Path, name: str, content: str | Mapping[str, object]) -> Path:
     p = tmp / name
     p.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
     return p

@@ -190,22 +190,22 @@ def test_up_sigterm_exits_0_and_second_up_finds_data(tmp_path: Path) -> None:
                 return lines
         raise AssertionError("".join(lines))
 
-    p = up()
-    out = run_until_ready(p)
-    assert any("store" in line and "running" in line for line in out)
-    url = next(line.split()[1] for line in out if line.strip().startswith("nats:"))
-    asyncio.run(_publish_one(url))
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(30) == 0
+    with up() as p:  # closes its pipe on the way out
+        out = run_until_ready(p)
+        assert any("store" in line and "running" in line for line in out)
+        url = next(line.split()[1] for line in out if line.strip().startswith("nats:"))
+        asyncio.run(_publish_one(url))
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) == 0
     assert not (data / "run" / "stack.json").exists()
 
-    p = up()
-    out = run_until_ready(p)
-    url = next(line.split()[1] for line in out if line.strip().startswith("nats:"))
-    assert asyncio.run(_stream_messages(url)) >= 1, "second up finds the stream data where it was"
-    wait_for_sync(lambda: _count(data / "assets.db") == 1, timeout=20)
-    p.send_signal(signal.SIGINT)
-    assert p.wait(30) == 0
+    with up() as p:
+        out = run_until_ready(p)
+        url = next(line.split()[1] for line in out if line.strip().startswith("nats:"))
+        assert asyncio.run(_stream_messages(url)) >= 1, "second up finds the stream data where it was"
+        wait_for_sync(lambda: _count(data / "assets.db") == 1, timeout=20)
+        p.send_signal(signal.SIGINT)
+        assert p.wait(30) == 0
 
 
 async def _publish_one(url: str) -> None:

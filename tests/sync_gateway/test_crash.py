@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 from tests.helpers import wait_for
@@ -26,19 +27,20 @@ def start_receiver(data_dir: Path, remote: str, log: Path) -> subprocess.Popen[b
             "receiver": {"enabled": True, "remote_url": remote, "auto_sync": True, "sync_interval": 0.2},
         }
     }
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "assetsync_sync_gateway",
-            "--data-dir",
-            str(data_dir),
-            "--set",
-            json.dumps(conf),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("ab"),
-    )
+    with log.open("ab") as err:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "assetsync_sync_gateway",
+                "--data-dir",
+                str(data_dir),
+                "--set",
+                json.dumps(conf),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
 
 
 def mirror_size(data_dir: Path) -> int:
@@ -69,9 +71,7 @@ async def test_sigkill_at_random_points_leaves_an_exact_copy(tmp_path: Path) -> 
                 # Kill once the mirror passed a random point of what is left (0: as it starts).
                 have = mirror_size(rx_dir)
                 target = have + int(rnd.choice([0, rnd.uniform(0, 0.4)]) * (total * BYTES_PER_RECORD - have))
-                await wait_for(
-                    lambda t=target: mirror_size(rx_dir) >= t, 60, interval=0.003, what="sync progress"
-                )
+                await wait_for(partial(_reached, rx_dir, target), 60, interval=0.003, what="sync progress")
                 proxy.flowing.clear()  # nothing more reaches the receiver: it dies where it stands
                 lines = _count_lines(rx_dir)
                 kills_mid_sync += int(0 < lines < total)
@@ -92,8 +92,8 @@ async def test_sigkill_at_random_points_leaves_an_exact_copy(tmp_path: Path) -> 
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0
             await proxy.stop()
-    lines = (rx_dir / "synced_data" / "PB001.jsonl").read_bytes().splitlines()
-    got = [json.loads(x)["i"] for x in lines]
+    mirror = (rx_dir / "synced_data" / "PB001.jsonl").read_bytes().splitlines()
+    got = [json.loads(x)["i"] for x in mirror]
     assert len(got) == len(set(got)) == total, (len(got), len(set(got)), total)
     assert sorted(got) == list(range(total))
     with sqlite3.connect(rx_dir / "gateway" / "received.db") as db:
@@ -103,6 +103,10 @@ async def test_sigkill_at_random_points_leaves_an_exact_copy(tmp_path: Path) -> 
         ).fetchall()
     assert len(rows) == len(set(rows)) == total
     assert {o for o, _ in rows} == {"A"} and sorted(s for _, s in rows) == list(range(1, total + 1))
+
+
+def _reached(rx_dir: Path, size: int) -> bool:
+    return mirror_size(rx_dir) >= size
 
 
 def _count_lines(rx_dir: Path) -> int:

@@ -64,7 +64,7 @@ def test_no_operation_answers_a_server_error(api_schema: Any) -> None:
 
         @given(case=op.as_strategy())
         @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def fuzz(case: schemathesis.Case) -> None:
+        def fuzz(case: schemathesis.Case[Any]) -> None:
             response = case.call_and_validate(checks=[not_a_server_error], timeout=30)
             statuses.append(response.status_code)
 
