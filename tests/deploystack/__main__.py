@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = cache_dir()
     started = time.monotonic()
     ok = False
-    with exclusive(cache / "lock"):
+    # One at a time per machine, whatever the cache: the run dir and the docker0 bridge are shared.
+    with exclusive(Path("/run/assetsync-deploy-test.lock")):
         tmp = tempfile.mkdtemp(prefix="assetsync-deploy-test-")
         engine = Dockerd(cache / "docker", Path("/run/assetsync-deploy-test"))
         stack: Stack | None = None

@@ -30,6 +30,10 @@ COUNT_TABLES = (
 SCRAPED = {"store", "collector-crypto", "collector-fund", "feishu-writer", "alerter", "sync-gateway"}
 
 
+class Fatal(DeployTestError):
+    """A failure waiting longer cannot fix."""
+
+
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 1.0) -> T:
     """Poll `probe` until it returns something other than None/False; fail naming `what`."""
     deadline = time.monotonic() + timeout
@@ -39,6 +43,8 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: fl
             value = probe()
             if value:
                 return value
+        except Fatal:
+            raise
         except (DeployTestError, httpx.HTTPError, KeyError, ValueError) as exc:
             last_error = f" (last error: {exc})"
         time.sleep(every)
@@ -71,17 +77,17 @@ def run_tasks_killing_store(stack: Stack) -> dict[str, int]:
         for t in ("crypto", "fund")
     }
 
-    def ingesting() -> bool:
+    def ingesting() -> float:
         if tasks["crypto"].poll() is not None:
-            raise DeployTestError("the crypto sync finished before the store could be killed mid-stream")
-        return _metric_sum(container_metrics(stack, store), "assetsync_events_acked_total") > 0
+            raise Fatal("the crypto sync finished before the store could be killed mid-stream")
+        return _metric_sum(container_metrics(stack, store), "assetsync_events_acked_total")
 
-    wait_for("the store to ingest the first events", ingesting, 240, every=0.3)
+    acked = wait_for("the store to ingest the first events", ingesting, 240, every=0.3)
     # SIGKILL to the container's init from the host: the whole container dies at once, as in an OOM
     # kill or a crash, and the restart policy brings it back. (`docker kill` itself counts as the user
     # stopping the container: Docker never restarts it then, whatever the policy.)
     os.kill(stack.inspect(store)["State"]["Pid"], signal.SIGKILL)
-    print("  store killed mid-stream", flush=True)
+    print(f"  store killed mid-stream, after acking {acked:g} events", flush=True)
     wait_for(
         "the store to be restarted by its restart policy",
         lambda: stack.inspect(store)["RestartCount"] > restarts and stack.inspect(store)["State"]["Running"],

@@ -151,7 +151,7 @@ def _uplink_mtu() -> int:
 
 @contextlib.contextmanager
 def exclusive(lock_path: Path) -> Iterator[None]:
-    """One deploy test at a time per cache (they share the dockerd data root)."""
+    """One deploy test at a time (they share the dockerd run dir, its bridge and the data root)."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("w") as fh:
         try:

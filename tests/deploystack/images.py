@@ -208,13 +208,27 @@ def _slim_rootfs(rootfs: Path, sources: list[AptSource]) -> None:
                 f.unlink()
 
 
+def _stages(dockerfile: Path) -> list[str]:
+    """Named stages other than the last (`FROM x AS name`)."""
+    names = [
+        line.split()[-1]
+        for line in dockerfile.read_text().splitlines()
+        if line.upper().startswith("FROM ") and len(line.split()) == 4 and line.split()[2].upper() == "AS"
+    ]
+    return names
+
+
 def _build(
     engine: Dockerd, tag: str, context: Path, dockerfile: Path, hosts: list[str], args: dict[str, str]
 ) -> None:
-    argv = ["docker", "build", "-q", "-t", tag, "-f", str(dockerfile), *hosts]
+    """`docker build`; each earlier stage is tagged too, so pruning dangling images keeps its cache."""
+    argv = ["docker", "build", "-q", "-f", str(dockerfile), *hosts]
     for k, v in args.items():
         argv += ["--build-arg", f"{k}={v}"]
-    run([*argv, str(context)], env=engine.env)
+    repo, _, version = tag.partition(":")
+    for stage in _stages(dockerfile):
+        run([*argv, "--target", stage, "-t", f"{repo}-{stage}:{version}", str(context)], env=engine.env)
+    run([*argv, "-t", tag, str(context)], env=engine.env)
 
 
 def build_all(engine: Dockerd, cache: Path) -> Images:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import socket
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -39,8 +40,7 @@ EMULATOR = "http://emulators"
 
 
 def free_port() -> int:
-    import socket
-
+    """A TCP port free on loopback now (for the host side of a published port)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]

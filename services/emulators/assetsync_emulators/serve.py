@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bot-port", type=int, default=0, help="Feishu group-bot webhook port (0 = any free)")
     p.add_argument("--seed", type=int, default=1, help="Binance account and price model seed (default 1)")
     p.add_argument(
+        "--binance-assets",
+        type=int,
+        default=0,
+        help="assets the Binance account holds (default: the 10 core ones; more make a longer first sync)",
+    )
+    p.add_argument(
         "--xueqiu-token",
         default="",
         help="the xq_a_token cookie value Xueqiu accepts (default: a random one, printed with the URLs)",
@@ -64,7 +70,11 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
     """Serve every emulator until `stop` is set."""
     xueqiu = XueqiuEmulator.with_defaults(**({"token": args.xueqiu_token} if args.xueqiu_token else {}))
     apps: list[tuple[str, ASGIApp, int]] = [
-        ("binance", create_app(BinanceEmulator(seed=args.seed)), args.binance_port),
+        (
+            "binance",
+            create_app(BinanceEmulator(seed=args.seed, size=args.binance_assets or None)),
+            args.binance_port,
+        ),
         ("xueqiu", xueqiu.app, args.xueqiu_port),
         ("feishu", seeded_feishu().app, args.feishu_port),
         ("bot", BotEmulator().app, args.bot_port),
