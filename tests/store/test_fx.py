@@ -142,7 +142,9 @@ async def test_snapshot_converts_with_the_ecb_rate_and_records_it(fx_store: Fact
     assert h.ecb.switch.count(DAILY_PATH) == 1
     # The Snapshot event carries it too (additive field), and the 日志 row shows it.
     (snap_event,) = await wait_for(lambda: published, what="the snapshot event")
-    assert snap_event.fx == {"USDT": ev.FxRate(rate=pytest.approx(rate), date="2026-12-04", source="ecb")}
+    ((currency, fx_used),) = snap_event.fx.items()
+    assert currency == "USDT" and (fx_used.date, fx_used.source) == ("2026-12-04", "ecb")
+    assert fx_used.rate == pytest.approx(rate)
     assert "USDT→CNY" in log_cells(result)["错误信息"] and "2026-12-04" in log_cells(result)["错误信息"]
 
 

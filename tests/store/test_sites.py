@@ -179,7 +179,7 @@ async def test_combined_view_totals_every_sites_holdings(
 
             async def two() -> bool:
                 rows = await svc.db.fetchall("SELECT count(*) AS n FROM holdings")
-                return rows[0]["n"] == 2
+                return bool(rows[0]["n"] == 2)
 
             await wait_for(two, what="both holdings")
             result, _ = await request_task(rt, "snapshot", timeout=30)

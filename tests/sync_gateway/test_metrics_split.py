@@ -9,6 +9,7 @@ import httpx
 from assetsync import events as ev
 from assetsync.embedded import EmbeddedNats, free_port
 from assetsync.stack import Stack
+from assetsync_sync_gateway.service import GatewayService
 
 from tests.helpers import wait_for
 
@@ -29,6 +30,7 @@ async def test_gateway_metrics_carry_no_portfolio_values(
     async with Stack(settings, ["store", "sync-gateway"], scheduling=False, announce=False) as stack:
         assert stack.rt is not None and stack.health_server is not None
         gw = stack.service("sync-gateway")
+        assert isinstance(gw, GatewayService)
         gw_url = gw.url
         await stack.rt.publisher.publish_many(
             [
