@@ -33,6 +33,7 @@ class Images:
     base: str
     python: str
     assetsync: str
+    emulators: str
     nats: str
     prometheus: str
 
@@ -243,6 +244,7 @@ def build_all(engine: Dockerd, cache: Path) -> Images:
         base=base,
         python=python,
         assetsync=f"{PREFIX}/assetsync:deploy-test",
+        emulators=f"{PREFIX}/assetsync-emulators:deploy-test",
         nats=f"{PREFIX}/nats:{nats_version}",
         prometheus=f"{PREFIX}/prometheus:{SUITE}",
     )
@@ -263,5 +265,20 @@ def build_all(engine: Dockerd, cache: Path) -> Images:
             engine, images.prometheus, ctx, HERE / "images/prometheus.Dockerfile", hosts, {"BASE_IMAGE": base}
         )
     _build(engine, images.assetsync, REPO, REPO / "deploy/Dockerfile", hosts, {"PYTHON_IMAGE": python})
+    with tempfile.TemporaryDirectory(prefix="deploy-test-emu-") as tmp:
+        ctx = Path(tmp)  # the emulators alone: the repository's .dockerignore keeps them out of the product
+        shutil.copytree(
+            REPO / "services/emulators/assetsync_emulators",
+            ctx / "assetsync_emulators",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        _build(
+            engine,
+            images.emulators,
+            ctx,
+            HERE / "images/emulators.Dockerfile",
+            hosts,
+            {"ASSETSYNC_IMAGE": images.assetsync},
+        )
     engine.docker("image", "prune", "-f")
     return images

@@ -76,6 +76,7 @@ class Stack:
             **engine.env,
             "COMPOSE_PROJECT_NAME": PROJECT,
             "ASSETSYNC_IMAGE": images.assetsync,
+            "DEPLOY_TEST_EMULATORS_IMAGE": images.emulators,
             "NATS_IMAGE": images.nats,
             "PROMETHEUS_IMAGE": images.prometheus,
             "ASSETSYNC_CONFIG": str(workdir / "config.json"),
@@ -83,6 +84,9 @@ class Stack:
             "GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(16),
             "DEPLOY_TEST_XUEQIU_TOKEN": self.xueqiu_token,
             "DEPLOY_TEST_CRYPTO_MINUTE": self.crypto_minute,
+            # Compose refuses to start the gateway without both tokens (`${…:?}`), as it would a user.
+            "ASSETSYNC_SYNC_GATEWAY__ADMIN_TOKEN": self.admin_token,
+            "ASSETSYNC_SYNC_GATEWAY__SENDER__AUTH_TOKEN": self.sender_token,
             **self.ports,
         }
         self._write_config()
