@@ -253,7 +253,8 @@ TokenText = Annotated[
 RemoteUrl = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^(https?://[^\s/?#]+(/[^\s]*)?)?$",
+        # ASCII host (name, IPv4, [IPv6], port; user:password@ allowed, always shown masked).
+        pattern=r"^(https?://[A-Za-z0-9.:@%_~+\-\[\]]+(/[^\s]*)?)?$",
         description="the remote gateway, e.g. http://host:5000 (empty: none)",
     ),
 ]

@@ -33,6 +33,9 @@ def served() -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def test_serves_every_emulator_and_stops_on_sigterm(

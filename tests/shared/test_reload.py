@@ -118,6 +118,8 @@ def test_renewed_cookie_takes_effect_after_reload_and_bad_config_is_refused(
         assert still.returncode == 0, still.stdout + still.stderr
     finally:
         proc.send_signal(signal.SIGINT)
+        if proc.stdout is not None:
+            proc.stdout.close()
         assert proc.wait(60) == 0
     # No event lost across the reloads: every run's result is in the store.
     with sqlite3.connect(tmp_path / "data" / "assets.db") as conn:

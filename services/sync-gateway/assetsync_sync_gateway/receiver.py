@@ -516,6 +516,10 @@ class Receiver:
                         )
                     chunks.append(chunk)
                 raw = b"".join(chunks)
+        except httpx.InvalidURL as exc:  # e.g. a host name IDNA refuses: the setting, not the network
+            raise RemoteError(
+                f"sync_gateway.receiver.remote_url is not a usable URL: {exc}", retryable=False
+            ) from exc
         except httpx.TimeoutException as exc:
             raise RemoteError(f"remote timed out: {type(exc).__name__}", retryable=True) from exc
         except httpx.TransportError as exc:
