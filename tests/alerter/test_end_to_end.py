@@ -18,7 +18,7 @@ from assetsync_emulators.feishu_bot import BotEmulator
 from assetsync_feishu_writer.service import FeishuWriterService
 
 from tests.feishu.support import client_for, feishu_site
-from tests.helpers import wait_for
+from tests.support import wait_for
 
 
 async def test_renamed_field_alerts_and_other_tables_written(

@@ -12,8 +12,8 @@ from assetsync.embedded import EmbeddedNats
 from assetsync.events import PriceTick, TaskResult
 
 from tests.alerter.test_service import acked, alerter, publish
-from tests.helpers import wait_for
-from tests.portfolio_data import fill_store
+from tests.support import wait_for
+from tests.support.portfolio import fill_store
 
 HOUR = 3_600_000
 

@@ -19,7 +19,7 @@ from assetsync_alerter.service import AlerterService, build
 from assetsync_emulators.common import serve
 from assetsync_emulators.feishu_bot import BotEmulator
 
-from tests.helpers import wait_for
+from tests.support import wait_for
 
 T0 = int(time.time() * 1000) - 60_000  # recent: the alerter ignores day-old events
 

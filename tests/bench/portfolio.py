@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 from assetsync_sync_gateway.portfolio import PortfolioOptions
 
-from tests.portfolio_data import fill_store
+from tests.support.portfolio import fill_store
 from tests.sync_gateway.support import make_gateway, serve
 
 TARGET_S = 1.0

@@ -20,7 +20,7 @@ from assetsync_emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEm
 from assetsync_emulators.common import serve
 from nats.aio.msg import Msg
 
-from tests.helpers import wait_for
+from tests.support import wait_for
 
 
 @pytest.fixture

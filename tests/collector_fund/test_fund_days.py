@@ -19,7 +19,7 @@ from assetsync_collector_fund.trading_days import TradingCalendar
 from assetsync_emulators.xueqiu import SHANGHAI, XueqiuEmulator
 from nats.aio.msg import Msg
 
-from tests.helpers import wait_for
+from tests.support import wait_for
 
 SATURDAY = datetime(2026, 11, 21, 11, 0, tzinfo=SHANGHAI)
 

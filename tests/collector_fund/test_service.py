@@ -16,7 +16,7 @@ from assetsync_collector_fund.service import FundCollector, build
 from assetsync_emulators.xueqiu import SHANGHAI, XueqiuEmulator
 from nats.aio.msg import Msg
 
-from tests.helpers import wait_for
+from tests.support import wait_for
 
 
 def fund_overrides(emu: XueqiuEmulator, url: str) -> dict[str, Any]:

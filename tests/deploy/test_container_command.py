@@ -21,7 +21,7 @@ from assetsync.embedded import EmbeddedNats, free_port
 
 from tests.deploy.manifests import DEPLOY, env_file
 from tests.deploy.test_dockerfile import instructions
-from tests.helpers import wait_for
+from tests.support import wait_for
 
 ASSETSYNC = Path(sys.executable).parent / "assetsync"
 

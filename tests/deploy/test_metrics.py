@@ -22,7 +22,7 @@ from assetsync_emulators.binance import DEMO_API_KEY, BinanceEmulator, create_ap
 from assetsync_emulators.common import serve
 from assetsync_store.service import StoreService, build
 
-from tests.helpers import wait_for
+from tests.support import wait_for
 
 
 def holding(asset: str, qty: float, price: float, as_of: int, currency: str = "USDT") -> ev.Holding:

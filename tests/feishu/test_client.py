@@ -15,7 +15,7 @@ from assetsync.secrets import Secret
 from assetsync_emulators.common import Fault
 
 from tests.feishu.support import feishu_site
-from tests.helpers import wait_for
+from tests.support import wait_for
 
 
 def rows(n: int, start: int = 0) -> list[dict[str, object]]:

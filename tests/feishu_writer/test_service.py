@@ -17,7 +17,7 @@ from assetsync_emulators.common import Fault
 from assetsync_feishu_writer.service import FeishuWriterService, build
 
 from tests.feishu.support import FeishuSite, client_for, feishu_site
-from tests.helpers import wait_for
+from tests.support import wait_for
 
 T0 = 1_790_000_000_000
 

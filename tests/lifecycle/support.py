@@ -16,7 +16,7 @@ from typing import Any
 
 from assetsync.embedded import free_port
 
-from tests.helpers import wait_for_sync
+from tests.support import wait_for_sync
 
 
 def processes_mentioning(text: str) -> list[int]:

@@ -18,8 +18,8 @@ from assetsync_emulators.common import serve_in_thread
 from assetsync_emulators.feishu_bot import BotEmulator
 from assetsync_store.db import Database
 
-from tests.helpers import wait_for, wait_for_sync
 from tests.lifecycle.support import Up, healthz
+from tests.support import wait_for, wait_for_sync
 
 
 def damaged_database(path: Path) -> None:

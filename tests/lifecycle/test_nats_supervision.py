@@ -10,10 +10,10 @@ import signal
 import threading
 from collections.abc import Callable
 
-from tests.helpers import wait_for, wait_for_sync
 from tests.lifecycle.load import EventStream
 from tests.lifecycle.support import Up, healthz
 from tests.lifecycle.test_stop import store_rows
+from tests.support import wait_for, wait_for_sync
 
 
 class HealthWatch:

@@ -10,8 +10,8 @@ from assetsync.embedded import free_port
 from assetsync_emulators.common import Fault, serve_in_thread
 from assetsync_emulators.feishu_bot import HOOK_PATH, BotEmulator
 
-from tests.helpers import wait_for_sync
 from tests.lifecycle.support import Up
+from tests.support import wait_for_sync
 
 
 def test_task_returns_when_stored_and_the_alert_waits_for_the_next_run(make_up: Callable[..., Up]) -> None:

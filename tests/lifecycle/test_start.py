@@ -11,8 +11,8 @@ from pathlib import Path
 
 from assetsync.embedded import free_port, running
 
-from tests.helpers import wait_for_sync
 from tests.lifecycle.support import Up, healthz
+from tests.support import wait_for_sync
 
 
 def last_line(text: str) -> str:

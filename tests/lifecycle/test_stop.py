@@ -12,10 +12,10 @@ from collections.abc import Callable
 from assetsync_emulators.common import Fault, serve_in_thread
 from assetsync_emulators.feishu import FeishuEmulator
 
-from tests.helpers import wait_for, wait_for_sync
 from tests.lifecycle.load import EventStream, idle_keepalive_clients, stalling_server
 from tests.lifecycle.support import Up, healthz, processes_mentioning
 from tests.scale.support import read_only
+from tests.support import wait_for, wait_for_sync
 
 
 def store_rows(up: Up) -> int:

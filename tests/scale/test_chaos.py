@@ -25,8 +25,8 @@ from assetsync.runtime import Runtime, open_runtime
 from assetsync.supervisor import Supervisor, plan
 
 from tests.feishu.support import feishu_site
-from tests.helpers import wait_for
 from tests.scale.support import read_only
+from tests.support import wait_for
 
 ASSETS = [f"K{i:02d}" for i in range(30)]
 T0 = 1_790_000_000_000

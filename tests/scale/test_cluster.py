@@ -13,8 +13,8 @@ from assetsync.metrics import Metrics
 from assetsync.runtime import Runtime, open_runtime
 from assetsync_store.service import StoreService
 
-from tests.helpers import wait_for
 from tests.scale.support import read_only, ready_cluster
+from tests.support import wait_for
 
 N = 20_000
 T0 = 1_790_000_000_000

@@ -15,8 +15,8 @@ from assetsync_store.replay import run_replay
 from assetsync_store.schema import TABLES
 from assetsync_store.service import StoreService
 
-from tests.helpers import wait_for
 from tests.scale.support import read_only
+from tests.support import wait_for
 
 T0 = 1_790_000_000_000
 

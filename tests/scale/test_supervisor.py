@@ -17,8 +17,8 @@ from assetsync.supervisor import ReplicasError, parse_replicas, plan
 from assetsync_emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEmulator, create_app
 from assetsync_emulators.common import serve
 
-from tests.helpers import wait_for
 from tests.scale.support import Lines, offset_for_slot_in, read_only, write_offset_zone
+from tests.support import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 

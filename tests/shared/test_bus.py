@@ -9,7 +9,7 @@ from assetsync import bus
 from assetsync.events import PriceTick
 from assetsync.runtime import Runtime
 
-from tests.helpers import wait_for
+from tests.support import wait_for
 
 
 def tick(i: int, asset: str = "BTC") -> PriceTick:

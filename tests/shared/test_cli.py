@@ -19,7 +19,7 @@ from assetsync.feishu.client import FeishuClient, Record
 from assetsync.secrets import Secret
 from assetsync_emulators.feishu import FeishuEmulator
 
-from tests.helpers import wait_for_sync
+from tests.support import wait_for_sync
 
 COMMANDS = [
     [],

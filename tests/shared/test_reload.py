@@ -17,7 +17,7 @@ from assetsync.reload import changed_keys, classify
 from assetsync_emulators.common import serve_in_thread
 from assetsync_emulators.xueqiu import XueqiuEmulator
 
-from tests.helpers import wait_for_sync
+from tests.support import wait_for_sync
 
 
 def run_cli(tmp: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ from assetsync.cli import main
 from assetsync.config import load_settings
 from assetsync.views import holdings_command, width
 
-from tests.portfolio_data import fill_store
+from tests.support.portfolio import fill_store
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

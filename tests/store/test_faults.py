@@ -20,8 +20,8 @@ from assetsync.metrics import Metrics
 from assetsync.runtime import open_runtime
 from assetsync_store.service import StoreService
 
-from tests.helpers import wait_for, wait_for_sync
 from tests.store.conftest import StoreHarness
+from tests.support import wait_for, wait_for_sync
 
 T0 = 1_763_800_000_000
 

@@ -22,7 +22,7 @@ from assetsync_feishu_writer.rows import log_cells
 from assetsync_store.service import StoreService, build
 from nats.aio.msg import Msg
 
-from tests.helpers import wait_for
+from tests.support import wait_for
 
 T0 = 1_763_800_000_000
 FRIDAY_EVENING = datetime(2026, 12, 4, 17, 0, tzinfo=UTC)

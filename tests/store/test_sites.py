@@ -18,9 +18,9 @@ from assetsync.tasks import request_task
 from assetsync_store import schema
 from assetsync_store.service import StoreService, build
 
-from tests.helpers import wait_for
 from tests.store.conftest import StoreHarness
 from tests.store.test_store import T0, holding
+from tests.support import wait_for
 
 
 def foreign(e: Any, site: str = "B") -> Any:

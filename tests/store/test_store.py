@@ -9,8 +9,8 @@ from assetsync import events as ev
 from assetsync.tasks import request_task
 from assetsync_store.backup import list_backups
 
-from tests.helpers import wait_for
 from tests.store.conftest import StoreHarness
+from tests.support import wait_for
 
 T0 = 1_763_800_000_000
 

@@ -10,7 +10,7 @@ import pytest
 from assetsync_store import views
 from assetsync_store.snapshot import compute_snapshot
 
-from tests.portfolio_data import DAY, HOUR, fill_store
+from tests.support.portfolio import DAY, HOUR, fill_store
 
 
 @pytest.fixture(scope="module")

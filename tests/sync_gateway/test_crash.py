@@ -11,7 +11,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from tests.helpers import wait_for
+from tests.support import wait_for
 from tests.sync_gateway.support import FlakyProxy, ext, fill, make_gateway, serve
 
 TOTAL_FIRST = 40_000

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.helpers import wait_for
+from tests.support import wait_for
 from tests.sync_gateway.support import ext, fill, gw_conf, make_gateway, receiver_conf, serve
 
 DATA = "/api/data-sync/sender/data/"

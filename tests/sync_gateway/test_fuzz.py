@@ -14,7 +14,7 @@ from assetsync_sync_gateway.portfolio import PortfolioOptions
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from tests.portfolio_data import fill_store
+from tests.support.portfolio import fill_store
 from tests.sync_gateway.support import ext, fill, gw_conf, holding, make_gateway, receiver_conf, serve
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
-from tests.helpers import wait_for
+from tests.support import wait_for
 from tests.sync_gateway.support import ext, fill, gw_conf, holding, make_gateway, serve
 
 CHROMIUM = "/usr/bin/chromium"

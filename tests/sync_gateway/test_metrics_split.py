@@ -11,7 +11,7 @@ from assetsync.embedded import EmbeddedNats, free_port
 from assetsync.stack import Stack
 from assetsync_sync_gateway.service import GatewayService
 
-from tests.helpers import wait_for
+from tests.support import wait_for
 
 PORTFOLIO_SERIES = ("assetsync_holding_value", "assetsync_portfolio_value")
 

@@ -10,7 +10,7 @@ import pytest
 from assetsync_sync_gateway.portfolio import PortfolioOptions
 from playwright.async_api import Page, async_playwright, expect
 
-from tests.portfolio_data import fill_store
+from tests.support.portfolio import fill_store
 from tests.sync_gateway.support import gw_conf, make_gateway, serve
 from tests.sync_gateway.test_manager_browser import ARGS, ARTIFACTS, CHROMIUM
 

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.helpers import wait_for
+from tests.support import wait_for
 from tests.sync_gateway.support import make_gateway, serve
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "registry.example.json"

@@ -13,7 +13,7 @@ from assetsync.embedded import free_port
 from assetsync.events import Event, ExternalRecord, Holding
 from assetsync_sync_gateway.core import Gateway
 
-from tests.helpers import wait_for
+from tests.support import wait_for
 from tests.sync_gateway.support import (
     FlakyProxy,
     ext,

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from tests.helpers import wait_for
+from tests.support import wait_for
 from tests.sync_gateway.support import Site, ext, fill, gw_conf, holding, make_gateway, serve
 
 CHROMIUM = "/usr/bin/chromium"

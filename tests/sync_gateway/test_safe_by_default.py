@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.helpers import wait_for
+from tests.support import wait_for
 from tests.sync_gateway.support import ext, gw_conf, make_gateway, serve
 
 DATA = "/api/data-sync/sender/data/PB001"

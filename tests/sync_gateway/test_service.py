@@ -18,7 +18,7 @@ from assetsync.runtime import Runtime, open_runtime
 from assetsync.service import Disabled
 from assetsync_sync_gateway.service import GatewayService, build
 
-from tests.helpers import wait_for
+from tests.support import wait_for
 from tests.sync_gateway.support import holding, tick
 
 

@@ -35,7 +35,7 @@ from assetsync_sync_gateway.service import GatewayService
 from assetsync_sync_gateway.service import build as build_gateway
 
 from tests.feishu.support import client_for
-from tests.helpers import wait_for
+from tests.support import wait_for
 
 
 @dataclass

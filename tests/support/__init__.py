@@ -1,4 +1,4 @@
-"""Test helpers: wait on conditions instead of sleeping."""
+"""Shared test support: wait on conditions instead of sleeping (area-specific support lives in each `support.py`)."""
 
 from __future__ import annotations
 
