@@ -118,9 +118,8 @@ def test_renewed_cookie_takes_effect_after_reload_and_bad_config_is_refused(
         assert still.returncode == 0, still.stdout + still.stderr
     finally:
         proc.send_signal(signal.SIGINT)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        assert proc.wait(60) == 0
+        proc.communicate(timeout=60)  # reads what `up` still prints while it stops, then closes the pipe
+        assert proc.returncode == 0
     # No event lost across the reloads: every run's result is in the store.
     with sqlite3.connect(tmp_path / "data" / "assets.db") as conn:
         runs = conn.execute("SELECT status FROM sync_logs WHERE task='fund' ORDER BY started_at").fetchall()
