@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -132,7 +131,6 @@ def test_every_image_is_overridable_with_the_official_one_by_default(compose: di
         assert images[name] == "${ASSETSYNC_IMAGE:-assetsync:latest}"
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (v1) not installed")
 def test_docker_compose_v1_accepts_the_file(tmp_path: Path) -> None:
     """Debian's docker-compose 1.29 (no `name:`, no `env_file` objects) parses it, as `./run deploy-test` needs."""
     env_path = tmp_path / "assetsync.env"

@@ -7,7 +7,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl
@@ -390,14 +390,20 @@ class Api:
     async def sender_config_get(self, request: Request) -> Response:
         return json_response(self.gw.config.public()["sender"])
 
-    async def sender_config_post(self, request: Request) -> Response:
+    async def _patch_settings(
+        self, request: Request, section: str, update: Callable[[bytes], None]
+    ) -> Response:
+        """Validate and persist a settings change (400 naming the key); answer the section as it is now."""
         body = await read_body(request, MAX_BODY)
         try:
-            self.gw.config.update_sender(body)
+            update(body)
         except ConfigPatchError as exc:
             raise ApiError(400, str(exc)) from exc
-        log.info("sender settings changed")
-        return json_response({"ok": True, "config": self.gw.config.public()["sender"]})
+        logging.getLogger(f"assetsync.gateway.{section}").info("%s settings changed", section)
+        return json_response({"ok": True, "config": self.gw.config.public()[section]})
+
+    async def sender_config_post(self, request: Request) -> Response:
+        return await self._patch_settings(request, "sender", self.gw.config.update_sender)
 
     # --- receiver -------------------------------------------------------------------------------
     def _receiver_on(self) -> None:
@@ -411,14 +417,9 @@ class Api:
         return json_response(self.gw.config.public()["receiver"])
 
     async def receiver_config_post(self, request: Request) -> Response:
-        body = await read_body(request, MAX_BODY)
-        try:
-            self.gw.config.update_receiver(body)
-        except ConfigPatchError as exc:
-            raise ApiError(400, str(exc)) from exc
-        logging.getLogger("assetsync.gateway.receiver").info("receiver settings changed")
-        self.gw.receiver.wake()
-        return json_response({"ok": True, "config": self.gw.config.public()["receiver"]})
+        resp = await self._patch_settings(request, "receiver", self.gw.config.update_receiver)
+        self.gw.receiver.wake()  # a new remote or interval applies now, not after the old wait
+        return resp
 
     async def sync_all(self, request: Request) -> Response:
         wait = _bool_param(request, "wait")
