@@ -26,6 +26,9 @@ SECRET_PATHS = frozenset(
         "asset_sync.xueqiu.cookies",
         "asset_sync.alerts.feishu_webhook",
         "asset_sync.alerts.secret",
+        "asset_sync.okx.api_key",
+        "asset_sync.okx.api_secret",
+        "asset_sync.okx.password",
         "sync_gateway.admin_token",
         "sync_gateway.sender.auth_token",
         "sync_gateway.sender.next_auth_token",
@@ -62,6 +65,19 @@ class BinanceConf(_Base):
     testnet: bool = False
     base_url: str = ""
     timeout_seconds: float = 15.0
+
+
+class OkxConf(_Base):
+    """OKX via ccxt: public market data (tickers, liquidations) and, with keys, the account."""
+
+    # None: on when api_key, api_secret and password are set; true: also without keys (public data only).
+    enabled: bool | None = None
+    api_key: Secret = Secret("")
+    api_secret: Secret = Secret("")
+    password: Secret = Secret("")  # the API key's passphrase (ccxt calls it `password`)
+    base_url: str = ""  # replaces https://www.okx.com for every REST call
+    timeout_seconds: float = 15.0
+    interval_seconds: Annotated[float, msgspec.Meta(ge=5, le=86400)] = 60.0  # account/ticker polls
 
 
 class XueqiuConf(_Base):
@@ -222,6 +238,7 @@ class AssetSync(_Base):
     fx_rates: dict[str, float] = msgspec.field(default_factory=dict)
     views: ViewsConf = msgspec.field(default_factory=ViewsConf)
     fx: FxConf = msgspec.field(default_factory=FxConf)
+    okx: OkxConf = msgspec.field(default_factory=OkxConf)
 
 
 class NatsConf(_Base):
@@ -307,12 +324,33 @@ class MetricsConf(_Base):
     port: int = 9464
 
 
+class FearGreedConf(_Base):
+    """FG001: the crypto fear & greed index (alternative.me's keyless API)."""
+
+    enabled: bool = True
+    base_url: str = "https://api.alternative.me"
+    interval_seconds: Annotated[float, msgspec.Meta(ge=60, le=86400)] = 3600.0
+    timeout_seconds: float = 10.0
+
+
+class MarketConf(_Base):
+    """Public market data for a watch list and the analytics computed from it (no API keys needed)."""
+
+    enabled: bool = True
+    # Base assets to watch, e.g. ["BTC", "ETH", "SOL"]; empty: the held crypto assets plus BTC and ETH.
+    watchlist: list[str] = msgspec.field(default_factory=list)
+    quote: str = "USDT"
+    interval_seconds: Annotated[float, msgspec.Meta(ge=10, le=3600)] = 60.0  # ticker polls
+    fear_greed: FearGreedConf = msgspec.field(default_factory=FearGreedConf)
+
+
 class Config(_Base):
     mcp_server: McpServer = msgspec.field(default_factory=McpServer)
     asset_sync: AssetSync = msgspec.field(default_factory=AssetSync)
     nats: NatsConf = msgspec.field(default_factory=NatsConf)
     sync_gateway: SyncGatewayConf = msgspec.field(default_factory=SyncGatewayConf)
     metrics: MetricsConf = msgspec.field(default_factory=MetricsConf)
+    market: MarketConf = msgspec.field(default_factory=MarketConf)
 
 
 TASK_SCHEDULE_KEYS = ("crypto_sync", "fund_sync", "snapshot", "backup")
@@ -370,6 +408,22 @@ class Settings:
         f = self.config.asset_sync.feishu
         m = self.config.mcp_server
         return bool(f.enabled is not False and m.app_id and m.app_secret and f.app_token)
+
+    def okx_on(self) -> bool:
+        """OKX runs at all: public data (OKX001, LQ001), and the account when `okx_account_on`."""
+        o = self.config.asset_sync.okx
+        return bool(o.enabled is True or (o.enabled is None and self.okx_account_on()))
+
+    def okx_account_on(self) -> bool:
+        """OKX keys are set (and OKX is not `enabled: false`): balances, positions, orders, fills."""
+        o = self.config.asset_sync.okx
+        return bool(o.enabled is not False and o.api_key and o.api_secret and o.password)
+
+    def market_on(self) -> bool:
+        return self.config.market.enabled
+
+    def fear_greed_on(self) -> bool:
+        return self.config.market.enabled and self.config.market.fear_greed.enabled
 
     def alerts_on(self) -> bool:
         a = self.config.asset_sync.alerts

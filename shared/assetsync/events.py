@@ -82,6 +82,24 @@ class KlineBatch(Event, tag="kline.v1"):
         )
 
 
+class MarketTicks(Event, tag="ticks.v1"):
+    """Last prices of a watch list at one poll (public market data; one message for every asset).
+
+    Kept apart from `PriceTick` so a minute-by-minute watch list does not grow the store's price
+    history or the AS002 feed; the market analytics service reads both.
+    """
+
+    source: str  # binance / okx
+    quote: str  # the currency of every price, e.g. USDT
+    ts: int  # ms of the poll
+    prices: dict[str, float]  # base asset -> last price
+    volumes: dict[str, float] = msgspec.field(default_factory=dict)  # base asset -> 24 h quote volume
+    missing: list[str] = msgspec.field(default_factory=list)  # watched assets with no market (delisted…)
+
+    def key(self) -> str:
+        return f"ticks:{self.source}:{self.quote}:{self.ts}"
+
+
 class Holding(Event, tag="holding.v1"):
     """The state of one held asset at `as_of` (quantity, price and cost in `currency`)."""
 
@@ -282,8 +300,26 @@ class ExternalRecord(Event, tag="external.v1"):
         return f"external:{self.origin}:{self.code}:{self.seq}"
 
 
+class FeedRecord(Event, tag="feed.v1"):
+    """One record of a native catalog endpoint (assetsync.endpoints), e.g. PS001 or SAR001.
+
+    `data` is the record as the endpoint serves it, built by the producer from its own typed
+    Struct. `record_key` is the record's natural key within its code (e.g. "BTC:1733462400000"), so a
+    producer restarted mid-interval republishes the same record and it is dropped as a duplicate.
+    """
+
+    code: str
+    record_key: str
+    ts: int  # ms the record describes
+    data: dict[str, Any]
+
+    def key(self) -> str:
+        return site_key(self, f"feed:{self.code}:{self.record_key}")
+
+
 AnyEvent = (
     PriceTick
+    | MarketTicks
     | KlineBatch
     | Holding
     | Trade
@@ -295,6 +331,7 @@ AnyEvent = (
     | ServiceLifecycle
     | SinkRejected
     | ExternalRecord
+    | FeedRecord
 )
 
 

@@ -69,6 +69,13 @@ class Topology:
     def price(self, source: str = "*") -> str:
         return self.subject("market", "price", "v1", source)
 
+    def ticks(self, source: str = "*") -> str:
+        return self.subject("market", "ticks", "v1", source)
+
+    def feed(self, code: str = "*") -> str:
+        """Native catalog records (FeedRecord), one subject per endpoint code; in MARKET."""
+        return self.subject("market", "feed", "v1", code)
+
     def kline(self, source: str = "*") -> str:
         return self.subject("market", "kline", "v1", source)
 
@@ -119,6 +126,10 @@ class Topology:
         match event:
             case ev.PriceTick():
                 return self.price(_token(event.source))
+            case ev.MarketTicks():
+                return self.ticks(_token(event.source))
+            case ev.FeedRecord():
+                return self.feed(_token(event.code))
             case ev.KlineBatch():
                 return self.kline(_token(event.source))
             case ev.Holding():
@@ -154,7 +165,7 @@ class Topology:
                 duplicate_window=duplicate_window,
                 max_age=age,
                 max_bytes=-1,
-                description="price ticks and kline batches",
+                description="price ticks, watch-list ticks, kline batches and native feed records",
             ),
             StreamSpec(
                 name=self.portfolio,
@@ -200,6 +211,8 @@ def _no_qualifier(event: ev.Event) -> str:
 _QUALIFIER: dict[type, Callable[[ev.Event], str]] = {
     ev.PriceTick: lambda e: e.source,  # type: ignore[attr-defined]
     ev.KlineBatch: lambda e: e.source,  # type: ignore[attr-defined]
+    ev.MarketTicks: lambda e: e.source,  # type: ignore[attr-defined]
+    ev.FeedRecord: lambda e: e.code,  # type: ignore[attr-defined]
     ev.Holding: lambda e: e.source,  # type: ignore[attr-defined]
     ev.Trade: lambda e: e.source,  # type: ignore[attr-defined]
     ev.Order: lambda e: e.source,  # type: ignore[attr-defined]
