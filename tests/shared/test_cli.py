@@ -107,9 +107,12 @@ def test_up_demo_fills_store_feishu_and_gateway(tmp_path: Path) -> None:
         feishu_url = re.search(r"feishu (http://\S+)", text)
         assert feishu_url is not None
         with sqlite3.connect(tmp_path / "demo" / "assets.db") as conn:
-            held = conn.execute("SELECT COUNT(*) FROM holdings").fetchone()[0]
+            # The demo's own holdings (origin ''): site demo-b's, pulled by the receiver, are kept apart.
+            held = conn.execute("SELECT COUNT(*) FROM holdings WHERE origin = ''").fetchone()[0]
             assert held >= 8
-            priced = conn.execute("SELECT COUNT(*) FROM holdings WHERE price IS NOT NULL").fetchone()[0]
+            priced = conn.execute(
+                "SELECT COUNT(*) FROM holdings WHERE origin = '' AND price IS NOT NULL"
+            ).fetchone()[0]
             assert conn.execute("SELECT COUNT(*) FROM price_history").fetchone()[0] >= priced
 
         def feishu_filled() -> bool:

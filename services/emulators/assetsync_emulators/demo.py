@@ -13,13 +13,16 @@ from zoneinfo import ZoneInfo
 
 from assetsync.bus import Publisher
 from assetsync.config import Settings, deep_merge, load_settings
+from assetsync.endpoints import SEED_ENDPOINTS
 from assetsync.events import Snapshot, TaskName
 from assetsync.outcome import headline
+from assetsync.secrets import mask_urls
 from assetsync.stack import Stack
 from assetsync.tasks import TaskTimeout, request_task
 
 from assetsync_emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEmulator, create_app
 from assetsync_emulators.common import serve_in_thread
+from assetsync_emulators.demo_site import SITE_B_ID, SiteB, run_site_b
 from assetsync_emulators.ecb import EcbEmulator
 from assetsync_emulators.feishu import FeishuEmulator
 from assetsync_emulators.feishu_bot import BotEmulator
@@ -28,10 +31,11 @@ from assetsync_emulators.xueqiu import DEMO_FUND_HOLDINGS, XueqiuEmulator
 log = logging.getLogger("assetsync.demo")
 HISTORY_DAYS = 90
 DAY_MS = 86_400_000
+SITE_B_SYNC_INTERVAL = 30.0  # seconds between the demo receiver's pulls of site B
 
 
 async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
-    """Serve the Binance, Xueqiu/Danjuan, Feishu and group-bot emulators; settings pointing at them."""
+    """Serve the emulators and site B (a second gateway the demo's receiver pulls); settings for them."""
     binance_url = stack.enter_context(serve_in_thread(create_app(BinanceEmulator(seed=1))))
     xueqiu = XueqiuEmulator.with_defaults()
     xueqiu_url = stack.enter_context(serve_in_thread(xueqiu.app))
@@ -68,8 +72,11 @@ async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
         "sync_gateway": {"site_id": "demo"},
     }
     deep_merge(overrides, xueqiu.config_overrides(xueqiu_url, with_funds=False))
+    site_b = await start_site_b(settings, stack)
+    deep_merge(overrides, site_b_overrides(site_b))
     print(
         f"  emulators: binance {binance_url}  xueqiu {xueqiu_url}  feishu {feishu_url}  bot {bot_url}  ecb {ecb_url}"
+        f"  site {site_b.site_id} {site_b.url}"
     )
     return load_settings(
         settings.config_path,
@@ -78,6 +85,16 @@ async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
         overrides=overrides,
         demo=True,
     )
+
+
+async def start_site_b(settings: Settings, stack: AsyncExitStack) -> SiteB:
+    """Site B (`demo-b`): a second gateway with live feeds, under the demo's data dir; stopped with `up`."""
+    return await stack.enter_async_context(run_site_b(settings.data_dir / "site-b", site_id=SITE_B_ID))
+
+
+def site_b_overrides(site_b: SiteB) -> dict[str, Any]:
+    """The demo gateway's receiver pulls site B automatically (its records land under origin demo-b)."""
+    return {"sync_gateway": {"receiver": site_b.receiver_overrides(SITE_B_SYNC_INTERVAL)}}
 
 
 async def kick_off(stack: Stack) -> asyncio.Task[None]:
@@ -107,6 +124,7 @@ async def kick_off(stack: Stack) -> asyncio.Task[None]:
         except Exception as exc:  # the demo runs on without its history
             log.warning("demo history not seeded: %s", exc)
         print("  demo data is in: the store, the emulated Feishu tables and the gateway feeds", flush=True)
+        await report_catalog(stack)
 
     task = asyncio.create_task(run(), name="demo-kick-off")
     task.add_done_callback(_report)
@@ -197,6 +215,75 @@ async def seed_history(
         n += 1
     await publisher.flush()
     return n
+
+
+def gateway_url(stack: Stack) -> str:
+    """The demo gateway's base URL: the running service's, else the configured host and port."""
+    url = str(getattr(stack.service("sync-gateway"), "url", "") or "")
+    if url:
+        return url
+    gw = stack.settings.config.sync_gateway
+    host = "127.0.0.1" if gw.host in ("", "0.0.0.0", "::") else gw.host
+    return f"{'https' if gw.tls_cert else 'http'}://{host}:{gw.port}"
+
+
+def catalog_line(catalog: dict[str, Any]) -> str:
+    """One line on the demo gateway's catalog: its endpoints, the seed's codes in it and which hold data."""
+    eps = {e["code"]: e for e in catalog.get("endpoints", [])}
+    seed = [e.code for e in SEED_ENDPOINTS]
+    listed = [c for c in seed if c in eps]
+    empty = [c for c in listed if not eps[c].get("records")]
+    missing = [c for c in seed if c not in eps]
+    parts = [f"{len(listed)} of {len(seed)} seed codes" if missing else f"{len(seed)} seed codes"]
+    parts.append(f"{len(listed) - len(empty)} with data")
+    if empty:
+        parts.append(f"no records yet: {' '.join(empty)}")
+    if missing:
+        parts.append(f"not in the catalog: {' '.join(missing)}")
+    others = len(eps) - len(listed)
+    return f"  catalog: {len(eps)} endpoints ({', '.join(parts)}; {others} others)"
+
+
+async def report_catalog(stack: Stack, *, wait: float = 120.0, every: float = 2.0) -> None:
+    """Once every seed code has a record (or after `wait` s), print the catalog line and site B's pulls."""
+    import httpx
+
+    if not stack.settings.config.sync_gateway.enabled:
+        return
+    base = gateway_url(stack)
+    admin = stack.settings.config.sync_gateway.admin_token.get()
+    headers = {"Authorization": f"Bearer {admin}"} if admin else {}
+    seed = {e.code for e in SEED_ENDPOINTS}
+    deadline = time.monotonic() + wait
+    catalog: dict[str, Any] = {}
+    pulled: dict[str, Any] = {}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10.0) as client:
+        while True:
+            try:
+                catalog = (await client.get("/api/data-sync/sender/catalog")).raise_for_status().json()
+                pulled = (await client.get("/api/data-sync/receiver/status")).raise_for_status().json()
+                error = ""
+            except (httpx.HTTPError, ValueError) as exc:  # e.g. --processes: the gateway still starting
+                error = mask_urls(f"{type(exc).__name__}: {exc}")
+            full = {e["code"] for e in catalog.get("endpoints", []) if e.get("records")} >= seed
+            if (not error and full and pulled.get("total_records")) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(every)
+    if error:
+        log.warning("demo catalog not read from %s: %s", mask_urls(base), error)
+        return
+    print(catalog_line(catalog), flush=True)
+    print(site_b_line(pulled), flush=True)
+
+
+def site_b_line(status: dict[str, Any]) -> str:
+    """One line on what the demo's receiver pulled from site B (its receiver status document)."""
+    last = f", last error: {status['last_error']}" if status.get("last_error") else ""
+    return (
+        f"  site {status.get('remote_site_id') or SITE_B_ID}: {status.get('total_records', 0)} records "
+        f"pulled in {status.get('successful_syncs', 0)} endpoint syncs "
+        f"(every {status.get('sync_interval', 0):g}s){last}"
+    )
 
 
 def _report(task: asyncio.Task[None]) -> None:
