@@ -104,6 +104,7 @@ def test_up_demo_fills_store_feishu_and_gateway(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}/data-sync-manager" in text
         assert f"http://127.0.0.1:{port}/portfolio" in text
         assert "demo history: 90 daily snapshots" in text, text
+        assert re.search(r"emulators: .* site demo-b http://127\.0\.0\.1:\d+", text), text
         feishu_url = re.search(r"feishu (http://\S+)", text)
         assert feishu_url is not None
         with sqlite3.connect(tmp_path / "demo" / "assets.db") as conn:
