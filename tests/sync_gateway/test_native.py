@@ -165,6 +165,7 @@ async def test_feed_records_on_the_bus_are_served_and_relayed_to_another_site(
     async with httpx.AsyncClient(base_url=svc_a.url) as c:
         page = (await c.get("/api/data-sync/sender/data/PS001")).json()
         assert [r["data"] for r in page["records"]] == [speed] and page["records"][0]["origin"] == "A"
+        assert (await c.get("/api/data-sync/sender/status")).json()["ignored_feed_records"] == {"NOPE01": 1}
         catalog = (await c.get("/api/data-sync/sender/catalog")).json()
         entries = {e["code"]: e for e in catalog["endpoints"]}
         assert entries["SAR001"]["source"] == "native" and "{coin}" in entries["SAR001"]["api_path"]
