@@ -80,7 +80,9 @@ def test_registry_may_not_claim_native_source(tmp_path: Path) -> None:
         validate(raw, tmp_path)
 
 
-def test_a_registry_entry_wins_over_the_native_feed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_registry_entry_wins_over_the_native_feed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, "assetsync.gateway")
     entry = {
         "code": "PS001",
@@ -93,9 +95,19 @@ def test_a_registry_entry_wins_over_the_native_feed(tmp_path: Path, caplog: pyte
     (tmp_path / "registry.json").write_text(json.dumps([entry]))
     settings = settings_with(tmp_path, sync_gateway={"registry": str(tmp_path / "registry.json")})
     gw = Gateway.from_settings(settings)
+    gw.opts.run_sources = False
     assert gw.catalog.endpoints["PS001"].source == "http" and gw.catalog.is_native("PT001")
     lines = [r.getMessage() for r in caplog.records if "PS001" in r.getMessage()]
     assert lines == ["endpoint PS001: the registry entry replaces the native feed"]
+    await gw.start()  # no sources run: the upstream above is never called
+    try:
+        # The market service's PS001 records are not mixed into the registry's feed.
+        rec = FeedRecord(code="PS001", record_key="BTC:1", ts=1, data={"coin": "BTC"})
+        assert await gw.ingest([rec]) == {} and gw.ignored_records == {"PS001": 1}
+        said = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+        assert said == ["feed records of PS001 are ignored: its registry entry provides it"]
+    finally:
+        await gw.stop()
 
 
 async def test_feed_records_of_codes_outside_the_catalog_are_ignored_and_counted(

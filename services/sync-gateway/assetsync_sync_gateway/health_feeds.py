@@ -147,10 +147,13 @@ class TaskPlan:
 
 
 def task_plans(settings: Settings) -> list[TaskPlan]:
-    """The expected runs from the settings: `asset_sync.scheduler` entries and the OKX poll interval."""
+    """The expected runs: `asset_sync.scheduler` entries of the collectors on here, the OKX poll interval."""
+    # A schedule whose collector is off here publishes nothing: not expected to run.
+    off = {task for task, on in (("crypto", settings.binance_on()), ("fund", settings.xueqiu_on())) if not on}
     by_task: dict[str, list[tuple[str, str]]] = {}
     for s in settings.schedules:
-        by_task.setdefault(s.task, []).append((s.hour, s.minute))
+        if s.task not in off:
+            by_task.setdefault(s.task, []).append((s.hour, s.minute))
     plans = [
         TaskPlan(
             task,
