@@ -174,6 +174,9 @@ async def test_feed_records_on_the_bus_are_served_and_relayed_to_another_site(
     )
     await wait_for(lambda: [gw_a.feeds.state(c).count for c in ("PS001", "SAR001")] == [1, 1], 20)
     await wait_for(lambda: gw_a.ignored_records["NOPE01"] == 1, 20, what="unknown code counted")
+    # The running gateway writes its own health feeds from the start.
+    await wait_for(lambda: gw_a.feeds.state("SYS002").count >= 1, 20, what="SYS002 written")
+    await wait_for(lambda: gw_a.feeds.state("SYS001").count >= 1, 20, what="SYS001 written")
     async with httpx.AsyncClient(base_url=svc_a.url) as c:
         page = (await c.get("/api/data-sync/sender/data/PS001")).json()
         assert [r["data"] for r in page["records"]] == [speed] and page["records"][0]["origin"] == "A"
