@@ -15,6 +15,7 @@ import httpx
 import pytest
 from assetsync.cli import build_parser
 from assetsync.embedded import free_port
+from assetsync.endpoints import codes_of
 from assetsync.feishu.client import FeishuClient, Record
 from assetsync.secrets import Secret
 from assetsync_emulators.feishu import FeishuEmulator
@@ -127,6 +128,16 @@ def test_up_demo_fills_store_feishu_and_gateway(tmp_path: Path) -> None:
         wait_for_sync(feishu_filled, timeout=30, interval=0.5, what="the emulated 持仓 table filled")
         status = httpx.get(f"http://127.0.0.1:{port}/api/data-sync/sender/catalog", timeout=10)
         assert status.status_code == 200
+        sources = {e["code"]: e["source"] for e in status.json()["endpoints"]}
+        # The original host's 9 codes come from its emulator through the demo's registry.
+        assert all(sources.get(c) == "http" for c in codes_of("upstream")), sources
+        assert sources.get("SYS002") == "native"
+
+        def upstream_flowing() -> bool:
+            stats = httpx.get(f"http://127.0.0.1:{port}/api/data-sync/sender/status", timeout=10).json()
+            return all(stats["endpoint_stats"][c]["records"] >= 1 for c in codes_of("upstream"))
+
+        wait_for_sync(upstream_flowing, timeout=30, interval=0.5, what="records of the 9 upstream codes")
         # /portfolio's charts are full: 90 days of snapshots and of hourly klines.
         api = f"http://127.0.0.1:{port}/api/portfolio"
 

@@ -74,6 +74,7 @@ def make_gateway(
     run_sources: bool = False,
     builtin: bool = True,
     portfolio: PortfolioOptions | None = None,
+    native: Sequence[Endpoint] = (),
 ) -> Gateway:
     return Gateway(
         GatewayOptions(
@@ -86,6 +87,7 @@ def make_gateway(
             run_sources=run_sources,
             builtin=builtin,
             portfolio=portfolio,
+            native_endpoints=native,
         )
     )
 

@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from assetsync.endpoints import SEED_BY_CODE
+from assetsync_sync_gateway.registry import native_endpoint
 from playwright.async_api import Page, async_playwright, expect
 
 from tests.support import wait_for
@@ -40,6 +42,7 @@ async def test_manager_page_drives_the_gateway(tmp_path: Path) -> None:
         "B",
         conf=gw_conf(admin_token="admin-tok", receiver={"enabled": True}),
         extra=[ext("PB001")],
+        native=[native_endpoint(SEED_BY_CODE["SAR001"])],
     )
     async with serve(a) as sa, serve(b) as sb, async_playwright() as pw:
         await fill(a, "PB001", 1200)
@@ -57,7 +60,7 @@ async def test_manager_page_drives_the_gateway(tmp_path: Path) -> None:
             await page.fill("#token", "admin-tok")
             await page.click("#login")
             await expect(page.locator("#app")).to_be_visible()
-            await expect(page.locator("#ov-endpoints")).to_have_text("8")
+            await expect(page.locator("#ov-endpoints")).to_have_text("9")
             await expect(page.locator("#site")).to_contain_text("B")
 
             # 接收端: point at site A, set the interval, save.
@@ -99,10 +102,15 @@ async def test_manager_page_drives_the_gateway(tmp_path: Path) -> None:
 
             # 数据目录 with search.
             await tab(page, "数据目录")
-            await expect(page.locator("#cat-rows tr")).to_have_count(8)
+            await expect(page.locator("#cat-rows tr")).to_have_count(9)
             await page.fill("#cat-search", "pb001")
             await expect(page.locator("#cat-rows tr")).to_have_count(1)
             await expect(page.locator("#cat-rows")).to_contain_text("/api/test/pb001")
+            await expect(page.locator("#cat-rows")).to_contain_text("上游接口")
+            # A native entry: its source and the seed's `{coin}` path as they are.
+            await page.fill("#cat-search", "本系统计算")
+            await expect(page.locator("#cat-rows tr")).to_have_count(1)
+            await expect(page.locator("#cat-rows")).to_contain_text("/api/sar/current-cycle/{coin}")
 
             # 日志: the sync log lists the run.
             await tab(page, "日志")

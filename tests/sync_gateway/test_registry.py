@@ -9,8 +9,16 @@ from typing import Any
 
 import httpx
 import pytest
+from assetsync.endpoints import SEED_BY_CODE, codes_of
 from assetsync_sync_gateway.http_server import server_config, serving
-from assetsync_sync_gateway.registry import BUILTIN, Catalog, RegistryError, load_registry, validate
+from assetsync_sync_gateway.registry import (
+    BUILTIN,
+    Catalog,
+    RegistryError,
+    load_registry,
+    native_endpoints,
+    validate,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -20,49 +28,21 @@ from tests.support import wait_for
 from tests.sync_gateway.support import make_gateway, serve
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "registry.example.json"
-SEED_CODES = [
-    "PT001",
-    "PT002",
-    "PS001",
-    "PB001",
-    "SAR001",
-    "SAR002",
-    "SAR003",
-    "AN001",
-    "AN002",
-    "AN003",
-    "AN004",
-    "OKX001",
-    "OKX002",
-    "OKX003",
-    "OKX004",
-    "OKX005",
-    "ES001",
-    "ES002",
-    "EX001",
-    "PI001",
-    "FG001",
-    "CC001",
-    "CC002",
-    "LQ001",
-    "V1V2001",
-    "SYS001",
-    "SYS002",
-    "SR001",
-    "CI001",
-    "ME001",
-]
 
 
-def test_example_registry_has_the_seed_endpoints(tmp_path: Path) -> None:
+def test_example_registry_has_the_seeds_upstream_endpoints(tmp_path: Path) -> None:
     eps = load_registry(EXAMPLE, tmp_path)
-    assert [e.code for e in eps] == SEED_CODES
+    # The other 21 codes are native (assetsync.endpoints): only the original host's outputs remain.
+    assert [e.code for e in eps] == list(codes_of("upstream"))
     by = {e.code: e for e in eps}
-    assert by["PB001"].name == "价格基准数据" and by["PB001"].api_path == "/api/price-comparison/list"
-    assert by["PB001"].interval_seconds == 600 and by["OKX001"].interval_seconds == 5
-    assert by["SAR001"].api_path == "/api/sar/current-cycle/{coin}" and by["SAR001"].category == "sar_data"
-    assert all(e.source == "http" and e.upstream_url.startswith("http") for e in eps)
-    cat = Catalog(eps)
+    for code, e in by.items():
+        seed = SEED_BY_CODE[code]
+        assert (e.name, e.api_path, e.category, e.category_name, e.interval_seconds) == (
+            seed.name, seed.api_path, seed.category, seed.category_name, seed.interval_seconds,
+        )  # fmt: skip
+    assert all(e.source == "http" and e.upstream_url.endswith(e.api_path) for e in eps)
+    assert by["AN002"].params == {"limit": 60}
+    cat = Catalog(eps, native=native_endpoints(["market", "okx_public", "okx", "sentiment", "system"]))
     assert len(cat.endpoints) == 30 + len(BUILTIN)
 
 

@@ -6,5 +6,6 @@
 - `xueqiu`: Xueqiu quotes/klines and Danjuan fund NAVs, cookies, a fixed clock, demo fund holdings.
 - `feishu`: Feishu Bitable (tenant token, tables, fields, records) with its limits and error codes.
 - `feishu_bot`: the Feishu group bot webhook (signatures, 5/s and 100/min limits, card log).
+- `upstream`: the original host's strategy endpoints (the seed's 9 `upstream` codes), evolving data.
 - `demo`: `assetsync up --demo` — every emulator served, settings pointing at them, demo keys and data.
 """

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import json
 import logging
 import time
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,6 +17,7 @@ from assetsync.bus import Publisher
 from assetsync.config import Settings, deep_merge, load_settings
 from assetsync.endpoints import SEED_ENDPOINTS
 from assetsync.events import Snapshot, TaskName
+from assetsync.files import atomic_write
 from assetsync.outcome import headline
 from assetsync.secrets import mask_urls
 from assetsync.stack import Stack
@@ -26,6 +29,7 @@ from assetsync_emulators.demo_site import SITE_B_ID, SiteB, run_site_b
 from assetsync_emulators.ecb import EcbEmulator
 from assetsync_emulators.feishu import FeishuEmulator
 from assetsync_emulators.feishu_bot import BotEmulator
+from assetsync_emulators.upstream import UpstreamEmulator, registry_entries
 from assetsync_emulators.xueqiu import DEMO_FUND_HOLDINGS, XueqiuEmulator
 
 log = logging.getLogger("assetsync.demo")
@@ -59,6 +63,8 @@ async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
     # USDT→CNY for the 历史 totals comes from the emulated ECB reference rates, as it would for real.
     ecb = EcbEmulator()
     ecb_url = stack.enter_context(serve_in_thread(ecb.app))
+    upstream_url = stack.enter_context(serve_in_thread(UpstreamEmulator().app))
+    registry = write_upstream_registry(settings, upstream_url)
     overrides: dict[str, Any] = {
         "mcp_server": {"app_id": feishu.app_id, "app_secret": feishu.app_secret},
         "asset_sync": {
@@ -69,14 +75,15 @@ async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
             # 90 days of hourly klines, so /portfolio's price charts and history are full.
             "assets": {"crypto": {"kline_backfill_hours": HISTORY_DAYS * 24}},
         },
-        "sync_gateway": {"site_id": "demo"},
+        # The original host's 9 strategy codes (AN…, ES…, PI001, V1V2001, ME001) from its emulator.
+        "sync_gateway": {"site_id": "demo", "registry": str(registry)},
     }
     deep_merge(overrides, xueqiu.config_overrides(xueqiu_url, with_funds=False))
     site_b = await start_site_b(settings, stack)
     deep_merge(overrides, site_b_overrides(site_b))
     print(
         f"  emulators: binance {binance_url}  xueqiu {xueqiu_url}  feishu {feishu_url}  bot {bot_url}  ecb {ecb_url}"
-        f"  site {site_b.site_id} {site_b.url}"
+        f"  upstream {upstream_url}  site {site_b.site_id} {site_b.url}"
     )
     return load_settings(
         settings.config_path,
@@ -95,6 +102,15 @@ async def start_site_b(settings: Settings, stack: AsyncExitStack) -> SiteB:
 def site_b_overrides(site_b: SiteB) -> dict[str, Any]:
     """The demo gateway's receiver pulls site B automatically (its records land under origin demo-b)."""
     return {"sync_gateway": {"receiver": site_b.receiver_overrides(SITE_B_SYNC_INTERVAL)}}
+
+
+def write_upstream_registry(settings: Settings, upstream_url: str) -> Path:
+    """The demo gateway's registry: the 9 upstream codes polled from the emulated original host."""
+    path = settings.data_dir / "demo" / "upstream-registry.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entries = registry_entries(upstream_url, coins=["BTC", "ETH", "SOL"])
+    atomic_write(path, json.dumps(entries, ensure_ascii=False, indent=2).encode())
+    return path
 
 
 async def kick_off(stack: Stack) -> asyncio.Task[None]:

@@ -1,9 +1,10 @@
 """The sync gateway (数据沟通备份系统): every catalog endpoint is a cursorable change feed.
 
 Modules, one concern each:
-- registry: the catalog (built-in endpoints + the registry file) and its validation
+- registry: the catalog (built-in, native seed codes, the registry file) and its validation
 - feeds: the sender's feed store (SQLite, sender-assigned sequences, epochs, retention)
 - sources / ingest: what fills feeds (JSONL tail, HTTP poll, bus events) and received records -> events
+- health_feeds: SYS001 data health and SYS002 collector status, written by the gateway itself
 - envelope / compression: the wire format (opaque cursors, pages) and content negotiation
 - http_api: the Starlette app — sender and receiver routes, manager, /metrics, /healthz, /openapi.json
 - access / security: every access rule in one ASGI middleware / the primitives it uses (tokens, networks)

@@ -5,25 +5,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 from assetsync.config import ConfigError, Settings, SyncGatewayConf, exposure_problem, is_loopback_host
-from assetsync.events import Event
+from assetsync.endpoints import Part
+from assetsync.events import Event, FeedRecord
 from assetsync.logs import DATEFMT, FORMAT, MaskingFormatter
 from assetsync.metrics import Metrics
 from prometheus_client import CollectorRegistry, generate_latest
 
 from assetsync_sync_gateway.feeds import FeedStore, Limits
+from assetsync_sync_gateway.health_feeds import HealthFeeds, TaskPlan, task_plans
 from assetsync_sync_gateway.ingest import ingest_events
 from assetsync_sync_gateway.live_settings import RuntimeConfig
 from assetsync_sync_gateway.logbuffer import LogBuffer
 from assetsync_sync_gateway.portfolio import PortfolioOptions
 from assetsync_sync_gateway.receiver import EventSink, Receiver, Tuning
 from assetsync_sync_gateway.receiver_store import ReceivedStore
-from assetsync_sync_gateway.registry import BUILTIN_BY_TAG, Catalog, Endpoint, load_registry
+from assetsync_sync_gateway.registry import (
+    BUILTIN_BY_TAG,
+    Catalog,
+    Endpoint,
+    load_registry,
+    native_endpoints,
+)
 from assetsync_sync_gateway.security import Network, parse_networks
 from assetsync_sync_gateway.sources import Sources
 from assetsync_sync_gateway.stats import GatewayCollector, StatsFile
@@ -41,6 +50,8 @@ class GatewayOptions:
     conf: SyncGatewayConf = field(default_factory=SyncGatewayConf)
     extra_endpoints: Sequence[Endpoint] = ()
     builtin: bool = True
+    native_endpoints: Sequence[Endpoint] = ()  # seed codes this site produces (`native_parts`)
+    task_plans: Sequence[TaskPlan] = ()  # expected task runs, for SYS001/SYS002
     metrics: Metrics | None = None
     sink: EventSink | None = None
     tuning: Tuning | None = None
@@ -49,6 +60,18 @@ class GatewayOptions:
     page_limit_default: int = 500
     log_dir: Path | None = None  # where the seed's data_sender.log / data_receiver.log go
     portfolio: PortfolioOptions | None = None  # the store's database for /portfolio (None: not served)
+
+
+def native_parts(settings: Settings) -> tuple[Part, ...]:
+    """Which producers of the seed's codes run at this site (their codes are in the catalog)."""
+    on: list[tuple[Part, bool]] = [
+        ("market", settings.market_on()),
+        ("okx_public", settings.okx_on()),
+        ("okx", settings.okx_account_on()),
+        ("sentiment", settings.fear_greed_on()),
+        ("system", True),  # the gateway's own health feeds (SYS001, SYS002)
+    ]
+    return tuple(part for part, running in on if running)
 
 
 def portfolio_options(settings: Settings) -> PortfolioOptions:
@@ -77,6 +100,7 @@ class Gateway:
         self.catalog = Catalog(
             opts.extra_endpoints,
             builtin=opts.builtin,
+            native=opts.native_endpoints,
             limits={c: (f.retention_days, f.max_records) for c, f in opts.conf.feeds.items()},
         )
         self.feeds = FeedStore(gw_dir / "feeds.db", opts.site_id)
@@ -107,6 +131,7 @@ class Gateway:
         # The gateway port's /metrics: gateway series only (the process registry also holds portfolio values).
         self.registry = CollectorRegistry(auto_describe=False)
         self.sources = Sources(self.feeds, opts.data_dir)
+        self.health = HealthFeeds(self.catalog, self.feeds, self.sources, opts.task_plans)
         self.logs = LogBuffer()
         self._collector: GatewayCollector | None = None
         self._http: httpx.AsyncClient | None = None
@@ -119,7 +144,12 @@ class Gateway:
         # clears it until its consumers have caught up; without a bus there is nothing to wait for).
         self.builtin_ready = asyncio.Event()
         self.builtin_ready.set()
-        self._builtin_codes = frozenset(BUILTIN_BY_TAG.values())
+        # Feeds filled from the bus: built-in event types and native FeedRecords.
+        self._builtin_codes = frozenset(BUILTIN_BY_TAG.values()) | {
+            c for c in self.catalog.codes() if self.catalog.is_native(c)
+        }
+        # FeedRecords of codes not in the catalog (their producer runs, this catalog lacks the part).
+        self.ignored_records: Counter[str] = Counter()
         self._retention: asyncio.Task[None] | None = None
 
     @classmethod
@@ -140,6 +170,8 @@ class Gateway:
                 site_id=settings.site_id,
                 conf=conf,
                 extra_endpoints=extra,
+                native_endpoints=native_endpoints(native_parts(settings)),
+                task_plans=task_plans(settings),
                 metrics=metrics,
                 sink=sink,
                 log_dir=settings.log_dir,
@@ -170,6 +202,7 @@ class Gateway:
         logging.getLogger("assetsync.gateway").addHandler(self.logs)
         self._open_log_files()
         await self.feeds.open(self.catalog.codes())
+        await self.health.load()
         self.sender_stats.load()
         self.sender_stats.start()
         await self.received.open()
@@ -178,6 +211,7 @@ class Gateway:
             self._http = httpx.AsyncClient(follow_redirects=False)
             self.sources.client = self._http
             self.sources.start(list(self.catalog.endpoints.values()))
+            self.health.start()
         self._collector = GatewayCollector(
             lambda: self.sender_stats.stats,
             lambda: self.receiver.stats,
@@ -211,6 +245,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retention
             self._retention = None
+        await self.health.stop()
         await self.sources.stop()
         await self.receiver.stop()
         await self.sender_stats.stop()
@@ -260,5 +295,18 @@ class Gateway:
         return await self.sources.catch_up(code, timeout)
 
     async def ingest(self, events: Iterable[Event]) -> dict[str, int]:
-        """Append bus events to the built-in feeds (one transaction)."""
-        return await ingest_events(self.feeds, events)
+        """Append bus events to the built-in and native feeds (one transaction)."""
+        wanted = [e for e in events if self._wanted(e)]
+        gained = await ingest_events(self.feeds, wanted)
+        self.health.observe(wanted, self.site_id)  # after the append: a failed batch is redelivered
+        return gained
+
+    def _wanted(self, event: Event) -> bool:
+        """False for a FeedRecord whose code is not a native catalog entry (counted, logged once per code)."""
+        if not isinstance(event, FeedRecord) or self.catalog.is_native(event.code):
+            return True
+        self.ignored_records[event.code] += 1
+        if self.ignored_records[event.code] == 1:
+            why = "its registry entry provides it" if self.catalog.get(event.code) else "not in the catalog"
+            log.info("feed records of %s are ignored: %s", event.code, why)
+        return False

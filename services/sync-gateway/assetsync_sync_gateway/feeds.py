@@ -368,6 +368,18 @@ class FeedStore:
             return run(self._inline)
         return await self._db.read(run)
 
+    async def latest(self, code: str, n: int, origin: str) -> list[bytes]:
+        """The data of a feed's newest `n` records from one origin site, newest first."""
+
+        def run(conn: sqlite3.Connection) -> list[bytes]:
+            rows = conn.execute(
+                "SELECT data FROM records WHERE code = ? AND origin = ? ORDER BY seq DESC LIMIT ?",
+                (code, origin, n),
+            ).fetchall()
+            return [bytes(r[0]) for r in rows]
+
+        return await self._db.read(run)
+
     async def load_source_state(self, code: str) -> str | None:
         """The saved position of an endpoint's source (e.g. a JSONL file offset), as JSON text."""
 

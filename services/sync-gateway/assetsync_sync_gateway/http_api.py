@@ -385,6 +385,8 @@ class Api:
             "total_bytes_sent": s.total_bytes_sent,
             "last_request_time": iso(s.last_request_time),
             "endpoint_stats": eps,
+            # FeedRecords of codes this catalog does not take natively, by code (see README).
+            "ignored_feed_records": dict(gw.ignored_records),
         }
 
     async def sender_config_get(self, request: Request) -> Response:

@@ -33,6 +33,14 @@ def to_feed_record(event: ev.Event, site_id: str) -> tuple[str, NewRecord] | Non
             dkey=event.key(),
             data=_enc.encode(event.data),
         )
+    if isinstance(event, ev.FeedRecord):
+        # A native endpoint's record is the producer's data as is; the key dedupes a republished record.
+        return event.code, NewRecord(
+            origin=origin,
+            oseq=event.origin_seq if origin != site_id else 0,
+            dkey=event.key(),
+            data=_enc.encode(event.data),
+        )
     code = BUILTIN_BY_TAG.get(event_tag(event))
     if code is None:
         return None

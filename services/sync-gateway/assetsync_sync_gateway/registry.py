@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+from assetsync.endpoints import SEED_ENDPOINTS, Part, SeedEndpoint
 from assetsync.validation import error_key
 
 CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-Source = Literal["builtin", "jsonl", "http"]
+COIN_RE = re.compile(r"^[A-Za-z0-9._-]{1,30}$")
+COIN_SLOT = "{coin}"
+Source = Literal["builtin", "native", "jsonl", "http"]
+log = logging.getLogger("assetsync.gateway")
 
 
 class RegistryError(Exception):
@@ -39,6 +44,8 @@ class Endpoint(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_
     description: str = ""
     data_file: str | None = None
     params: dict[str, Any] | None = None
+    # Values `{coin}` in api_path / upstream_url takes: one poll (and one content hash) per coin.
+    coins: list[str] | None = None
     interval_seconds: float = 60.0
     source: Source = "http"
     upstream_url: str = ""
@@ -50,7 +57,8 @@ class Endpoint(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_
         """(retention_days, max_records) in force, defaults filled in (0 = unbounded)."""
         days = self.retention_days
         if days is None:
-            days = DEFAULT_RETENTION_DAYS.get(self.code if self.source == "builtin" else self.source, 0.0)
+            own = self.code if self.source in ("builtin", "native") else ""
+            days = DEFAULT_RETENTION_DAYS.get(own, DEFAULT_RETENTION_DAYS.get(self.source, 0.0))
         return float(days), int(self.max_records or 0)
 
     def public(self) -> dict[str, Any]:
@@ -65,6 +73,7 @@ class Endpoint(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_
             "description": self.description,
             "data_file": self.data_file,
             "params": self.params,
+            "coins": self.coins,
             "interval_seconds": self.interval_seconds,
             "source": self.source,
             "retention_days": self.limits()[0] or None,
@@ -81,6 +90,8 @@ DEFAULT_RETENTION_DAYS: dict[str, float] = {
     "AS001": 180.0,  # holdings: one record per asset per sync
     "AS002": 90.0,  # prices: one per asset per sync (every 15 minutes by default)
     "AS003": 365.0,  # klines
+    "OKX001": 7.0,  # native: a ticker set every 5 seconds
+    "native": 30.0,  # native feeds (market analytics, OKX, fear & greed, SYS…): recomputable, per minute
     "http": 30.0,
 }
 
@@ -160,8 +171,26 @@ def validate(raw: Any, data_dir: Path, *, source: str = "", taken: Sequence[str]
             raise RegistryError(name, "field method: expected GET or POST", source)
         if not 0 < ep.interval_seconds <= 86400 * 7:
             raise RegistryError(name, "field interval_seconds: expected seconds > 0 (at most a week)", source)
-        if ep.source == "builtin":
-            raise RegistryError(name, "field source: expected jsonl or http (builtin is reserved)", source)
+        if ep.source in ("builtin", "native"):
+            raise RegistryError(
+                name, f"field source: expected jsonl or http ({ep.source} is reserved)", source
+            )
+        if ep.coins is not None and (
+            not ep.coins or any(not isinstance(c, str) or not COIN_RE.match(c) for c in ep.coins)
+        ):
+            raise RegistryError(
+                name, "field coins: expected a non-empty list of coin symbols such as BTC", source
+            )
+        if ep.coins and (ep.source != "http" or not uses_coin(ep)):
+            raise RegistryError(
+                name,
+                f"field coins: only for an http source whose upstream_url or params contain {COIN_SLOT}",
+                source,
+            )
+        if not ep.coins and uses_coin(ep):
+            raise RegistryError(
+                name, f"field coins: required when upstream_url contains {COIN_SLOT} (e.g. ['BTC'])", source
+            )
         if ep.retention_days is not None and not 0 <= ep.retention_days <= 36500:
             raise RegistryError(
                 name, "field retention_days: expected days >= 0 (0 = keep everything)", source
@@ -185,6 +214,12 @@ def validate(raw: Any, data_dir: Path, *, source: str = "", taken: Sequence[str]
             )
         out.append(ep)
     return out
+
+
+def uses_coin(ep: Endpoint) -> bool:
+    """Whether the upstream call of an entry depends on `{coin}` (in its URL or a text param)."""
+    texts = [ep.upstream_url, *(v for v in (ep.params or {}).values() if isinstance(v, str))]
+    return any(COIN_SLOT in t for t in texts)
 
 
 def load_registry(path: Path, data_dir: Path) -> list[Endpoint]:
@@ -217,9 +252,16 @@ class Catalog:
         extra: Sequence[Endpoint] = (),
         *,
         builtin: bool = True,
+        native: Sequence[Endpoint] = (),
         limits: Mapping[str, tuple[float | None, int | None]] | None = None,
     ) -> None:
-        eps = [*(BUILTIN if builtin else ()), *extra]
+        # A registry entry with a native code wins: the user pointed it at the host that provides it.
+        taken = {e.code for e in extra}
+        for e in native:
+            if e.code in taken:
+                log.info("endpoint %s: the registry entry replaces the native feed", e.code)
+        kept = [e for e in native if e.code not in taken]
+        eps = [*(BUILTIN if builtin else ()), *kept, *extra]
         self.endpoints: dict[str, Endpoint] = {e.code: e for e in eps}
         for code, (days, most) in (limits or {}).items():
             ep = self.endpoints.get(code)
@@ -242,8 +284,32 @@ class Catalog:
     def get(self, code: str) -> Endpoint | None:
         return self.endpoints.get(code)
 
+    def is_native(self, code: str) -> bool:
+        """True when the code's records come from FeedRecord events on the bus."""
+        ep = self.endpoints.get(code)
+        return ep is not None and ep.source == "native"
+
     def codes(self) -> list[str]:
         return list(self.endpoints)
 
     def categories(self) -> list[str]:
         return sorted({e.category for e in self.endpoints.values()})
+
+
+def native_endpoint(seed: SeedEndpoint) -> Endpoint:
+    """The catalog entry of a seed code this system produces itself (records from FeedRecord events)."""
+    return Endpoint(
+        code=seed.code,
+        category=seed.category,
+        name=seed.name,
+        category_name=seed.category_name,
+        api_path=seed.api_path,
+        description=seed.description,
+        interval_seconds=seed.interval_seconds,
+        source="native",
+    )
+
+
+def native_endpoints(parts: Sequence[Part]) -> list[Endpoint]:
+    """The seed codes produced by the given parts, in the seed's order, as native catalog entries."""
+    return [native_endpoint(s) for s in SEED_ENDPOINTS if s.part in parts]

@@ -25,7 +25,7 @@ log = logging.getLogger("assetsync.gateway")
 
 
 def consumer_specs(rt: Runtime) -> list[bus.ConsumerSpec]:
-    """What the gateway reads: everything its built-in feeds export, and records relayed by receivers."""
+    """What the gateway reads: what its built-in and native feeds export, and records relayed by receivers."""
     t = rt.topo
     return [
         bus.ConsumerSpec(
@@ -33,6 +33,14 @@ def consumer_specs(rt: Runtime) -> list[bus.ConsumerSpec]:
             stream=t.market,
             subjects=(t.price(), t.kline()),
             description="sync gateway: prices and klines into feeds",
+        ),
+        # Its own durable (not a new filter on sync-gateway-market): a new durable delivers every
+        # FeedRecord the stream holds, also on a site upgraded from before native feeds.
+        bus.ConsumerSpec(
+            durable=rt.durable("sync-gateway-feed"),
+            stream=t.market,
+            subjects=(t.feed(">"),),
+            description="sync gateway: native endpoint records (FeedRecord) into feeds",
         ),
         bus.ConsumerSpec(
             durable=rt.durable("sync-gateway-portfolio"),

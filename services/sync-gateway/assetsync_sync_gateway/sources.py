@@ -3,7 +3,9 @@
 A JSONL feed knows whether it has caught up with its file (`behind`): a page answered while lines
 of the file are not in the feed yet would claim an end that is not there, so the sender asks the
 tail to run now (`catch_up`) and, if it is still behind, says `has_more: true`.
-An `http` feed appends a response only when its body differs from the last one appended.
+An `http` feed appends a response only when its body differs from the last one appended for the
+same URL: an `api_path`/`upstream_url` with `{coin}` is polled once per coin of `coins`, each with its
+own hash, and each record is `{"coin": …, "data": <the body>}`.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
 from assetsync.secrets import mask_urls
 
 from assetsync_sync_gateway.feeds import FeedStore, NewRecord
-from assetsync_sync_gateway.registry import Endpoint, RegistryError, data_file_path
+from assetsync_sync_gateway.registry import COIN_SLOT, Endpoint, RegistryError, data_file_path
 
 log = logging.getLogger("assetsync.gateway.sources")
 MAX_READ = 8 * 1024 * 1024  # bytes of a JSONL file taken per transaction
@@ -64,7 +67,7 @@ class Sources:
     _tails: dict[str, TailState] = field(default_factory=dict)
     _wake: dict[str, asyncio.Event] = field(default_factory=dict)
     _passed: dict[str, asyncio.Event] = field(default_factory=dict)
-    _hashes: dict[str, str] = field(default_factory=dict)
+    _hashes: dict[str, dict[str, str]] = field(default_factory=dict)  # code -> coin ("" none) -> sha256
 
     def start(self, endpoints: list[Endpoint]) -> None:
         for ep in endpoints:
@@ -196,32 +199,91 @@ class Sources:
         return total
 
     async def poll_http(self, ep: Endpoint) -> int:
-        """GET the upstream URL once; the response body is one record."""
+        """Call the upstream once per `{coin}` expansion; each changed body is one record.
+
+        Every expansion is polled even when one fails; the failures are then raised together (the
+        loop shows them in the endpoint's status), the successes kept.
+        """
         if self.client is None:
             raise RuntimeError("no HTTP client for upstream endpoints")
-        resp = await self.client.get(ep.upstream_url, timeout=max(5.0, min(30.0, ep.interval_seconds)))
+        st = self.status.setdefault(ep.code, SourceStatus())
+        if ep.code not in self._hashes:
+            saved = await self.feeds.load_source_state(ep.code)
+            self._hashes[ep.code] = _saved_hashes(saved)
+        hashes = self._hashes[ep.code]
+        total = 0
+        errors: list[str] = []
+        expansions: list[str | None] = list(ep.coins) if ep.coins else [None]
+        for coin in expansions:
+            url = expand(ep.upstream_url, coin)
+            try:
+                body = await self._fetch(ep, url, coin)
+            except RuntimeError as exc:
+                errors.append(str(exc))
+                continue
+            slot = coin or ""
+            digest = hashlib.sha256(body).hexdigest()
+            if digest == hashes.get(slot):
+                st.unchanged += 1
+                continue
+            data = body if coin is None else _tagged(coin, body)
+            # The bodies' hashes are saved with the record: after a restart an unchanged body is no news.
+            state = json.dumps({"sha256": {**hashes, slot: digest}})
+            total += await self.feeds.append_with_state(ep.code, [NewRecord(origin="", data=data)], state)
+            hashes[slot] = digest
+        st.records += total
+        if errors:
+            raise RuntimeError("; ".join(errors))
+        return total
+
+    async def _fetch(self, ep: Endpoint, url: str, coin: str | None) -> bytes:
+        """One upstream call: `params` as the query string (GET) or the JSON body (POST); JSON or an error."""
+        assert self.client is not None
+        params = expand_params(ep.params, coin)
+        where = mask_urls(url) + (f" ({coin})" if coin else "")
+        timeout = max(5.0, min(30.0, ep.interval_seconds))
+        try:
+            if ep.method.upper() == "POST":
+                resp = await self.client.post(url, json=params or {}, timeout=timeout)
+            else:
+                resp = await self.client.get(url, params=params, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise RuntimeError(f"upstream {where}: {type(exc).__name__}: {mask_urls(str(exc))}") from exc
         if resp.status_code != 200:
-            raise RuntimeError(f"upstream {mask_urls(ep.upstream_url)} answered {resp.status_code}")
+            raise RuntimeError(f"upstream {where} answered {resp.status_code}")
         body = resp.content.strip()
         try:
             msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
-            raise RuntimeError(f"upstream {mask_urls(ep.upstream_url)} did not answer JSON") from exc
-        st = self.status.setdefault(ep.code, SourceStatus())
-        digest = hashlib.sha256(body).hexdigest()
-        if ep.code not in self._hashes:
-            saved = await self.feeds.load_source_state(ep.code)
-            self._hashes[ep.code] = str(json.loads(saved).get("sha256", "")) if saved else ""
-        if digest == self._hashes[ep.code]:
-            st.unchanged += 1
-            return 0
-        # The body's hash is saved with the record: after a restart an unchanged body is still no news.
-        n = await self.feeds.append_with_state(
-            ep.code, [NewRecord(origin="", data=body)], json.dumps({"sha256": digest})
-        )
-        self._hashes[ep.code] = digest
-        st.records += n
-        return n
+            raise RuntimeError(f"upstream {where} did not answer JSON") from exc
+        return body
+
+
+def expand(text: str, coin: str | None) -> str:
+    """`text` with `{coin}` replaced (unchanged without a coin)."""
+    return text if coin is None else text.replace(COIN_SLOT, coin)
+
+
+def expand_params(params: dict[str, Any] | None, coin: str | None) -> dict[str, Any] | None:
+    """The endpoint's params with `{coin}` replaced in text values."""
+    if not params or coin is None:
+        return params
+    return {k: expand(v, coin) if isinstance(v, str) else v for k, v in params.items()}
+
+
+def _tagged(coin: str, body: bytes) -> bytes:
+    """The record of one `{coin}` expansion: the coin and the upstream body as it came."""
+    return b'{"coin":' + msgspec.json.encode(coin) + b',"data":' + body + b"}"
+
+
+def _saved_hashes(saved: str | None) -> dict[str, str]:
+    """Last body hash per expansion ("" = no coin); a plain string is the state before `{coin}`."""
+    if not saved:
+        return {}
+    got = json.loads(saved).get("sha256", "")
+    if isinstance(got, str):
+        return {"": got} if got else {}
+    return {str(k): str(v) for k, v in got.items()}
 
 
 def _read_lines(path: Path, offset: int) -> bytes:
