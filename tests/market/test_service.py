@@ -181,3 +181,28 @@ async def test_restart_resumes_from_state_file_and_republishes_same_keys(
         again = feed2.by_code["SAR001"][0]
         assert again.record_key == first.record_key and again.data == first.data
         assert svc2.consumer is not None and svc2.consumer.stats.delivered == 1
+
+
+async def test_one_shot_stacks_leave_the_market_durable_alone(
+    nats_server: EmbeddedNats, make_settings: Any
+) -> None:
+    async with open_runtime(make_settings(), nats_server.url, name="t", metrics=Metrics()) as rt:
+        rt.scheduling = False
+        out = build(rt)
+    assert isinstance(out, Disabled) and "one-shot" in out.reason
+
+
+async def test_reload_applies_a_new_watch_list(nats_server: EmbeddedNats, make_settings: Any) -> None:
+    now = int(time.time() * 1000)
+    async with market(nats_server, make_settings) as (rt, svc, feed):
+        await publish(rt, *polls(now, {"BTC": 90_000.0, "ETH": 3_000.0}, n=1))
+        await wait_for(lambda: feed.last("PT001"), timeout=20, what="PT001")
+        await svc.reload(make_settings({"market": {"watchlist": ["btc", "sol"]}}))
+        assert svc.state.watchlist() == ["BTC", "SOL"]
+        await svc.publish_round(now + 60_000)  # the next minute's slot (this one's PT001 is out)
+        sol = await wait_for(lambda: feed.coin("PT001", "SOL"), timeout=20, what="SOL in PT001")
+        assert (
+            sol is not None
+            and sol["status"] == "insufficient_data"
+            and "SOL has no price in the last poll" in sol["reason"]
+        )

@@ -36,6 +36,9 @@ def build(rt: Runtime) -> Service | Disabled:
     """The service, or Disabled when `market.enabled` is false."""
     if not rt.settings.market_on():
         return Disabled("market.enabled is false")
+    if not rt.scheduling:
+        # A one-shot `task`/`run-once` stack: its durable would take MARKET deliveries from the real one.
+        return Disabled("the market service runs only in a long-running stack (not in one-shot runs)")
     return MarketService(rt)
 
 
