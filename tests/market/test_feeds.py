@@ -285,3 +285,16 @@ def test_no_poll_yet_builds_nothing_or_says_why() -> None:
     f = Feeds(state(watchlist=["btc"]))
     assert f.fresh("BTC", NOW) == r.Insufficient(coin="BTC", reason="no watch-list poll received yet")
     assert coins_of(f.cc002(NOW, 600))["BTC"]["status"] == "insufficient_data"
+
+
+def test_sar_follows_a_re_sent_candle() -> None:
+    st, data = build({"BTC": 1})
+    f = Feeds(st)
+    before = r.to_data(f.sar001(NOW)[0].rec)
+    last = data["BTC"]["hours"][-1]
+    crash = Candle(last.open_time, last.open, last.high, last.low * 0.5, last.low * 0.6, last.volume)
+    st.apply(klines("BTC", "1h", [crash]))
+    hours = [*data["BTC"]["hours"][:-1], crash]
+    sar, _ = sar_reference(hours)
+    after = r.to_data(f.sar001(NOW)[0].rec)
+    assert after["sar"] == pytest.approx(sar[-1]) and after != before

@@ -206,3 +206,23 @@ async def test_reload_applies_a_new_watch_list(nats_server: EmbeddedNats, make_s
             and sol["status"] == "insufficient_data"
             and "SOL has no price in the last poll" in sol["reason"]
         )
+
+
+async def test_lost_state_file_rebuilds_from_the_stream(
+    nats_server: EmbeddedNats, make_settings: Any
+) -> None:
+    now = int(time.time() * 1000)
+    async with market(nats_server, make_settings) as (rt, _svc, feed):
+        await publish(rt, *history("BTC", 1, now=now), *polls(now, {"BTC": 90_000.0}))
+        await wait_for(lambda: feed.last("SAR001", "BTC"), timeout=20, what="SAR001")
+        first = feed.last("SAR001", "BTC")
+        path = state_path(rt.settings)
+    path.unlink()
+    async with market(nats_server, make_settings) as (_rt2, svc2, feed2):
+        # The durable is recreated to replay the last 8 days: the candles come back from the stream.
+        await wait_for(lambda: svc2.caught_up, timeout=20, what="caught up")
+        assert svc2.consumer is not None and svc2.consumer.stats.delivered == 18  # 2 kline batches + 16 polls
+        assert path.exists()
+        await svc2.publish_round(now + 30_000)
+        await wait_for(lambda: feed2.last("SAR001", "BTC"), timeout=20, what="SAR001 after the rebuild")
+        assert feed2.last("SAR001", "BTC") == first

@@ -114,3 +114,16 @@ def test_state_file_round_trip_keeps_slow_part() -> None:
     assert b.candles("1h").opens == st.coins["BTC"].candles("1h").opens
     assert len(b.candles("1d").opens) == 5 and b.candles("1m").opens == []
     assert b.baselines == st.coins["BTC"].baselines
+
+
+def test_a_candle_sent_while_forming_is_not_kept_but_its_open_is_the_baseline() -> None:
+    st = state()
+    forming = Candle(SH_MIDNIGHT, 99.0, 100, 98, 99.5, 1)  # sent at 00:30, before its close at 01:00
+    st.apply(klines("BTC", "1h", [forming]), at=SH_MIDNIGHT + 30 * M)
+    s = st.coins["BTC"].candles("1h")
+    assert s.opens == [] and st.coins["BTC"].baselines["2025-12-02"] == Baseline(99.0, "1h", SH_MIDNIGHT)
+    closed = Candle(SH_MIDNIGHT, 99.0, 103, 97, 101, 5)
+    assert st.apply(klines("BTC", "1h", [closed]), at=SH_MIDNIGHT + H + 2000)
+    assert s.get(SH_MIDNIGHT) == closed and s.version == 1
+    st.apply(klines("BTC", "1m", [Candle(SH_MIDNIGHT + H, 1, 1, 1, 1, 1)]), at=SH_MIDNIGHT + H + 30_000)
+    assert st.coins["BTC"].points == []  # a forming 1 m candle's close is not a price yet

@@ -44,9 +44,7 @@ class Feeds:
 
     def __init__(self, state: MarketState) -> None:
         self.s = state
-        self._sar_memo: dict[str, tuple[tuple[int, int], ind.SarCycle]] = {}
-        self._index_last: dict[str, float] = {}  # constituent -> price at the last index computation
-        self._index_value: float | None = None
+        self._sar_memo: dict[str, tuple[tuple[int, int, int], ind.SarCycle]] = {}
         self.index_changed = False  # set when CI001's bases moved (the service saves the state file)
 
     # --- freshness ------------------------------------------------------------------------------
@@ -339,7 +337,7 @@ class Feeds:
                 reason=f"{SAR_INTERVAL} candle gap at {iso(gap)}: only {len(run)} contiguous closed candles "
                 f"up to {iso(last)}, the SAR needs {MIN_SAR_BARS}",
             )
-        memo_key = (last, len(run))
+        memo_key = (last, len(run), s.version)  # a re-sent candle changes the version
         hit = self._sar_memo.get(name)
         if hit is not None and hit[0] == memo_key:
             return hit[1], run
@@ -506,9 +504,9 @@ class Feeds:
         if left and stay:
             # Rescale the staying bases so that, at the last computation's prices, they alone give the
             # value the index had then (no jump when a coin drops out).
-            last = self._index_value
-            if last is not None and all(n in self._index_last for n in stay):
-                sub = ind.mean([self._index_last[n] / bases[n] for n in stay]) * INDEX_BASE
+            last = base.last_value
+            if last is not None and all(n in base.last_prices for n in stay):
+                sub = ind.mean([base.last_prices[n] / bases[n] for n in stay]) * INDEX_BASE
                 for n in stay:
                     bases[n] *= sub / last
         for n in left:
@@ -519,8 +517,7 @@ class Feeds:
                 bases[n] = prices[n] * INDEX_BASE / value
         if left or len(bases) != len(stay):
             self.index_changed = True
-        self._index_last = dict(prices)
-        self._index_value = value
+        base.last_prices, base.last_value = dict(prices), value
         weight = 1.0 / len(bases)
         constituents = [
             r.Constituent(coin=k, price=prices[k], base_price=bases[k], weight=weight) for k in sorted(bases)

@@ -81,6 +81,7 @@ class MarketService:
         self._slot: dict[str, int] = {}  # change group -> the slot it last published in
         self._content: dict[str, bytes] = {}  # change group -> what it last published
         self._pt002_since = 0
+        self._rebuilding = False
         met = rt.metrics
         self.m_records = met.counter(
             "assetsync_market_records_total", "Market feed records published", ("code",)
@@ -95,6 +96,9 @@ class MarketService:
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self, stack: AsyncExitStack) -> None:
         had_state = await asyncio.to_thread(self._load)
+        # Rebuilding from the stream (no state file): nothing is written until caught up, so a crash
+        # mid-way leaves no file and the next start rebuilds again (rather than 1 MB per batch).
+        self._rebuilding = not had_state
         topo = self.rt.topo
         durable = self.rt.durable("market")
         spec = bus.ConsumerSpec(
@@ -164,14 +168,14 @@ class MarketService:
         woke = False
         for d in batch:
             try:
-                slow |= self.state.apply(d.event)
+                slow |= self.state.apply(d.event, _stored_at(d))
             except Exception as exc:  # one bad event must not hold the others
                 self.m_errors.labels("event").inc()
                 log.error("market: cannot use %s: %s: %s", d.subject, type(exc).__name__, exc)
                 d.term(f"{type(exc).__name__}: {exc}")
                 continue
             woke |= isinstance(d.event, (MarketTicks, KlineBatch))
-        if slow:
+        if slow and not self._rebuilding:
             await self._persist()
         if woke:
             self._wake.set()
@@ -197,6 +201,9 @@ class MarketService:
                     if self.consumer is None or await self.consumer.lag() > 0:
                         continue
                     self.caught_up = True
+                    if self._rebuilding:
+                        await self._persist()
+                        self._rebuilding = False
                     # Republish the polls of the bus's duplicate window: those already out are dropped.
                     self._pt002_since = int(self.clock() * 1000) - 50 * 60_000
                 await self.publish_round()
@@ -204,6 +211,8 @@ class MarketService:
                 self.m_errors.labels("publish").inc()
                 self.last_error = f"publishing market records: {exc}"
                 log.warning("market: %s (next round retries)", self.last_error)
+            except bus.TransientError as exc:  # the state file: counted and named by _persist
+                log.warning("market: %s (next round retries)", exc.reason)
 
     async def publish_round(self, now_ms: int | None = None) -> int:
         """Publish what changed in every code whose slot has not published yet; the number published."""
@@ -219,8 +228,8 @@ class MarketService:
                 if self._slot.get(o.group) != slot:
                     outs.append(o)
         if self.feeds.index_changed:
-            self.feeds.index_changed = False
             await self._persist()
+            self.feeds.index_changed = False
         sent: list[tuple[Out, bytes]] = []
         for o in outs:
             content = self._enc.encode(o.rec)
@@ -246,6 +255,14 @@ class MarketService:
         if self.last_error.startswith("publishing"):
             self.last_error = ""
         return len(sent)
+
+
+def _stored_at(d: bus.Delivery) -> int | None:
+    """When the event reached the stream (ms), None if the message does not say."""
+    try:
+        return int(d.msg.metadata.timestamp.timestamp() * 1000)
+    except Exception:
+        return None
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

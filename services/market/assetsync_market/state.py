@@ -34,6 +34,7 @@ class Series:
         self.keep = keep
         self.by_open: dict[int, Candle] = {}
         self.opens: list[int] = []
+        self.version = 0  # bumped on every change: what memoized results key on
 
     def put(self, c: Candle) -> bool:
         """Insert or replace one candle; True when something changed."""
@@ -49,6 +50,7 @@ class Series:
         self.by_open[c.open_time] = c
         while len(self.opens) > self.keep:
             del self.by_open[self.opens.pop(0)]
+        self.version += 1
         return True
 
     def get(self, open_time: int) -> Candle | None:
@@ -156,10 +158,13 @@ class Poll(msgspec.Struct, frozen=True):
 
 
 class IndexBase(msgspec.Struct):
-    """CI001's base: the day it started at 1000 and each constituent's base price (divisor-adjusted)."""
+    """CI001's base: the day it started at 1000 and each constituent's base price (divisor-adjusted),
+    plus the last value and prices it was computed at (what a coin leaving is adjusted against)."""
 
     day: str
     bases: dict[str, float]
+    last_value: float | None = None
+    last_prices: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 class Saved(msgspec.Struct):
@@ -211,13 +216,13 @@ class MarketState:
         return int(datetime(local.year, local.month, local.day, tzinfo=self.tz).timestamp() * 1000)
 
     # --- updates --------------------------------------------------------------------------------
-    def apply(self, e: object) -> bool:
-        """Fold one event in; True when the slow (saved) part changed."""
+    def apply(self, e: object, at: int | None = None) -> bool:
+        """Fold one event in (`at`: ms it reached the stream, None: long ago); True when the slow (saved) part changed."""
         if isinstance(e, MarketTicks):
             self.on_ticks(e)
             return False
         if isinstance(e, KlineBatch):
-            return self.on_klines(e)
+            return self.on_klines(e, at)
         if isinstance(e, PriceTick):
             self.on_price(e)
         return False
@@ -245,7 +250,9 @@ class MarketState:
             if t.ts - midnight < 3 * self.poll_ms:
                 c.set_baseline(day, Baseline(price=price, source="tick", ts=t.ts))
 
-    def on_klines(self, k: KlineBatch) -> bool:
+    def on_klines(self, k: KlineBatch, at: int | None = None) -> bool:
+        """Candles of one market; one still forming when it was sent (`at` before its close) is not kept
+        (its high, low and close are not final: the closed one follows), only its open as a baseline."""
         base, _, quote = k.symbol.partition("/")
         step = STEP_MS.get(k.interval)
         if step is None or quote.upper() != self.quote or k.origin:
@@ -254,14 +261,16 @@ class MarketState:
         series = c.candles(k.interval)
         changed = False
         for candle in k.candles:
-            changed |= series.put(candle)
+            if at is None or candle.open_time + step <= at:
+                changed |= series.put(candle)
             if k.interval in ("1m", "1h"):
                 day, midnight = self.day_start(candle.open_time)
                 if candle.open_time == midnight:
                     changed |= c.set_baseline(day, Baseline(candle.open, k.interval, candle.open_time))
         if k.interval == "1m":
             for candle in k.candles:  # a 1 m close is the price at its end: seeds the speed windows
-                c.add_point(candle.open_time + M, candle.close)
+                if at is None or candle.open_time + M <= at:
+                    c.add_point(candle.open_time + M, candle.close)
             return False
         return changed
 
