@@ -12,7 +12,7 @@ import pytest
 import talib
 from assetsync.embedded import EmbeddedNats
 from assetsync.endpoints import codes_of
-from assetsync.events import AnyEvent, Codec, FeedRecord
+from assetsync.events import AnyEvent, Candle, Codec, FeedRecord
 from assetsync.metrics import Metrics
 from assetsync.runtime import Runtime, open_runtime
 from assetsync.service import Disabled
@@ -152,7 +152,7 @@ async def test_candle_gap_says_insufficient_for_that_coin(
 
 async def test_missing_coin_says_insufficient(nats_server: EmbeddedNats, make_settings: Any) -> None:
     now = int(time.time() * 1000)
-    async with market(nats_server, make_settings, watchlist=["BTC", "LUNA", "DOGE"]) as (rt, _svc, feed):
+    async with market(nats_server, make_settings, watchlist=["BTC", "LUNA", "DOGE"]) as (rt, svc, feed):
         await publish(rt, *history("BTC", 1, now=now))
         await publish(rt, *polls(now, {"BTC": 90_000.0}, missing=["LUNA"]))
         await wait_for(lambda: feed.last("PT001") and feed.last("EX001"), timeout=20, what="PT001 and EX001")
@@ -163,6 +163,11 @@ async def test_missing_coin_says_insufficient(nats_server: EmbeddedNats, make_se
         assert feed.coin("PT001", "BTC")["status"] == "ok"  # type: ignore[index]
         index = feed.last("CI001")
         assert index is not None and [c["coin"] for c in index["excluded"]] == ["LUNA", "DOGE"]
+        # An exchange answering garbage candles: refused and counted, never used.
+        await publish(rt, klines("DOGE", "1h", [Candle(now // H * H - H, -1.0, 0.0, -2.0, -1.0, 0.0)]))
+        await wait_for(lambda: rt.metrics.value("assetsync_market_consume_errors_total", {"kind": "candle"}) == 1,
+                       what="candle refused")  # fmt: skip
+        assert "DOGE" not in svc.state.coins or svc.state.coins["DOGE"].candles("1h").opens == []
 
 
 async def test_restart_resumes_from_state_file_and_republishes_same_keys(

@@ -127,3 +127,14 @@ def test_a_candle_sent_while_forming_is_not_kept_but_its_open_is_the_baseline() 
     assert s.get(SH_MIDNIGHT) == closed and s.version == 1
     st.apply(klines("BTC", "1m", [Candle(SH_MIDNIGHT + H, 1, 1, 1, 1, 1)]), at=SH_MIDNIGHT + H + 30_000)
     assert st.coins["BTC"].points == []  # a forming 1 m candle's close is not a price yet
+
+
+def test_impossible_candles_are_refused() -> None:
+    st = state()
+    bad = [
+        Candle(T0, 0.0, 1, 0.0, 1, 1),
+        Candle(T0 + H, 10, 9, 8, 9.5, 1),
+        Candle(T0 + 2 * H, 10, 12, 11, 11, 1),
+    ]
+    assert st.apply(klines("BTC", "1h", [*bad, Candle(T0 + 3 * H, 10, 12, 9, 11, 1)]))
+    assert st.coins["BTC"].candles("1h").opens == [T0 + 3 * H] and st.rejected == 3

@@ -166,6 +166,7 @@ class MarketService:
         """Fold the batch into the state; the state file is written before the batch is acked."""
         slow = False
         woke = False
+        rejected = self.state.rejected
         for d in batch:
             try:
                 slow |= self.state.apply(d.event, _stored_at(d))
@@ -175,6 +176,9 @@ class MarketService:
                 d.term(f"{type(exc).__name__}: {exc}")
                 continue
             woke |= isinstance(d.event, (MarketTicks, KlineBatch))
+        if self.state.rejected > rejected:
+            self.m_errors.labels("candle").inc(self.state.rejected - rejected)
+            log.warning("market: %d impossible candles ignored", self.state.rejected - rejected)
         if slow and not self._rebuilding:
             await self._persist()
         if woke:

@@ -189,6 +189,7 @@ class MarketState:
         self.last_poll: Poll | None = None
         self.polls: deque[Poll] = deque()
         self.index: IndexBase | None = None
+        self.rejected = 0  # candles refused as impossible (a price ≤ 0, a high below the low …)
 
     # --- what is watched --------------------------------------------------------------------
     def watchlist(self) -> list[str]:
@@ -261,6 +262,9 @@ class MarketState:
         series = c.candles(k.interval)
         changed = False
         for candle in k.candles:
+            if not sane(candle):
+                self.rejected += 1
+                continue
             if at is None or candle.open_time + step <= at:
                 changed |= series.put(candle)
             if k.interval in ("1m", "1h"):
@@ -303,6 +307,11 @@ class MarketState:
         for name, days in s.baselines.items():
             self.coin(name).baselines.update(days)
         self.index = s.index
+
+
+def sane(c: Candle) -> bool:
+    """A candle that can exist: every price positive, the high and low bracketing open and close."""
+    return 0 < c.low <= min(c.open, c.close) and max(c.open, c.close) <= c.high
 
 
 def iso(ms: int) -> str:
