@@ -298,3 +298,13 @@ def test_sar_follows_a_re_sent_candle() -> None:
     sar, _ = sar_reference(hours)
     after = r.to_data(f.sar001(NOW)[0].rec)
     assert after["sar"] == pytest.approx(sar[-1]) and after != before
+
+
+def test_records_do_not_change_with_the_clock_alone() -> None:
+    st, _ = build({"BTC": 1, "ETH": 2})
+    f = Feeds(st)
+    for code, build_at in f.builders().items():
+        a, b = build_at(NOW, 60), build_at(NOW + 30_000, 60)
+        outs_a = a if isinstance(a, list) else [a]
+        outs_b = b if isinstance(b, list) else [b]
+        assert [r.to_data(o.rec) for o in outs_a if o] == [r.to_data(o.rec) for o in outs_b if o], code

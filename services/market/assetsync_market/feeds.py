@@ -468,8 +468,13 @@ class Feeds:
                 coins.append(r.Insufficient(coin=name, reason="; ".join(why.values())))
             else:
                 coins.append(r.CoinLevels(coin=name, h1=levels["1h"], d1=levels["1d"], unavailable=why))
-        rec = r.SupportResistance(ts=now, coins=coins)
-        return Out("SR001", self._slot("SR001", now, interval), now, rec, "SR001", _count(list(coins)))
+        # The record describes the newest candle it stands on (not the clock: an unchanged record stays unchanged).
+        used = [
+            lv.candle for c in coins if isinstance(c, r.CoinLevels) for lv in (c.h1, c.d1) if lv is not None
+        ]
+        ts = max(used, default=now // H * H)
+        rec = r.SupportResistance(ts=ts, coins=coins)
+        return Out("SR001", self._slot("SR001", now, interval), ts, rec, "SR001", _count(list(coins)))
 
     # --- CI001 ----------------------------------------------------------------------------------
     def ci001(self, now: int, interval: float) -> Out | None:
