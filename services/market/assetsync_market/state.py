@@ -260,23 +260,21 @@ class MarketState:
             return False
         c = self.coin(base.upper())
         series = c.candles(k.interval)
-        changed = False
+        changed = slow = False
         for candle in k.candles:
             if not sane(candle):
                 self.rejected += 1
                 continue
             if at is None or candle.open_time + step <= at:
                 changed |= series.put(candle)
+                if k.interval == "1m":  # a 1 m close is the price at its end: seeds the speed windows
+                    c.add_point(candle.open_time + M, candle.close)
             if k.interval in ("1m", "1h"):
                 day, midnight = self.day_start(candle.open_time)
                 if candle.open_time == midnight:
-                    changed |= c.set_baseline(day, Baseline(candle.open, k.interval, candle.open_time))
-        if k.interval == "1m":
-            for candle in k.candles:  # a 1 m close is the price at its end: seeds the speed windows
-                if at is None or candle.open_time + M <= at:
-                    c.add_point(candle.open_time + M, candle.close)
-            return False
-        return changed
+                    slow |= c.set_baseline(day, Baseline(candle.open, k.interval, candle.open_time))
+        # 1 m candles are not saved (they rebuild within minutes); baselines and 1 h / 1 d candles are.
+        return slow or (changed and k.interval != "1m")
 
     def on_price(self, p: PriceTick) -> None:
         """Held coins' hourly prices: extra points in a watched coin's window (never its "last poll")."""
