@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 import talib
@@ -17,7 +19,7 @@ from assetsync.metrics import Metrics
 from assetsync.runtime import Runtime, open_runtime
 from assetsync.service import Disabled
 from assetsync_market.service import MarketService, build, state_path
-from assetsync_market.state import D, H, M
+from assetsync_market.state import D, H, M, Saved
 from nats.aio.msg import Msg
 
 from tests.market.support import klines, ticks, walk
@@ -231,3 +233,14 @@ async def test_lost_state_file_rebuilds_from_the_stream(
         await svc2.publish_round(now + 30_000)
         await wait_for(lambda: feed2.last("SAR001", "BTC"), timeout=20, what="SAR001 after the rebuild")
         assert feed2.last("SAR001", "BTC") == first
+
+
+async def test_concurrent_saves_take_turns(nats_server: EmbeddedNats, make_settings: Any) -> None:
+    # The consumer (new candles) and the publish loop (the index base) both save the state file.
+    now = int(time.time() * 1000)
+    async with market(nats_server, make_settings) as (rt, svc, _feed):
+        await publish(rt, *history("BTC", 1, now=now))
+        await wait_for(lambda: "BTC" in svc.state.coins, what="candles in")
+        await asyncio.gather(*(svc._persist() for _ in range(8)))
+        saved = msgspec.json.decode(state_path(rt.settings).read_bytes(), type=Saved)
+        assert len(saved.candles["BTC"]["1h"]) == 192

@@ -82,6 +82,7 @@ class MarketService:
         self._content: dict[str, bytes] = {}  # change group -> what it last published
         self._pt002_since = 0
         self._rebuilding = False
+        self._writing = asyncio.Lock()  # the consumer and the publish loop both save: one at a time
         met = rt.metrics
         self.m_records = met.counter(
             "assetsync_market_records_total", "Market feed records published", ("code",)
@@ -158,9 +159,6 @@ class MarketService:
             return False
         return True
 
-    def _save(self) -> None:
-        atomic_write(self.path, self._enc.encode(self.state.saved()))
-
     # --- consuming ------------------------------------------------------------------------------
     async def handle(self, batch: Sequence[bus.Delivery]) -> None:
         """Fold the batch into the state; the state file is written before the batch is acked."""
@@ -186,7 +184,10 @@ class MarketService:
 
     async def _persist(self) -> None:
         try:
-            await asyncio.to_thread(self._save)
+            async with self._writing:
+                # Encoded here, on the loop (a few ms): the state only changes on this thread.
+                data = self._enc.encode(self.state.saved())
+                await asyncio.to_thread(atomic_write, self.path, data)
         except OSError as exc:
             self.m_errors.labels("state_file").inc()
             self.last_error = f"cannot write {self.path}: {exc}"
