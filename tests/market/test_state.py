@@ -139,3 +139,10 @@ def test_impossible_candles_are_refused() -> None:
     ]
     assert st.apply(klines("BTC", "1h", [*bad, Candle(T0 + 3 * H, 10, 12, 9, 11, 1)]))
     assert st.coins["BTC"].candles("1h").opens == [T0 + 3 * H] and st.rejected == 3
+
+
+def test_poll_assets_are_upper_cased_and_a_zero_price_is_no_price() -> None:
+    st = state()
+    st.apply(ticks(T0, {"btc": 100.0, "ETH": 0.0}, missing=["luna"]))
+    p = st.last_poll
+    assert p is not None and p.prices == {"BTC": 100.0} and p.missing == ["LUNA"] and p.unpriced == ["ETH"]

@@ -155,6 +155,7 @@ class Poll(msgspec.Struct, frozen=True):
     quote: str
     prices: dict[str, float]
     missing: list[str]
+    unpriced: list[str] = msgspec.field(default_factory=list)  # in the poll with a price ≤ 0 (no price)
 
 
 class IndexBase(msgspec.Struct):
@@ -197,7 +198,7 @@ class MarketState:
         if self.configured:
             return list(self.configured)
         p = self.last_poll
-        return sorted({*p.prices, *p.missing}) if p is not None else []
+        return sorted({*p.prices, *p.missing, *p.unpriced}) if p is not None else []
 
     def coin(self, name: str) -> Coin:
         c = self.coins.get(name)
@@ -231,8 +232,11 @@ class MarketState:
     def on_ticks(self, t: MarketTicks) -> None:
         if t.quote.upper() != self.quote or t.origin:
             return
+        prices = {a.upper(): p for a, p in t.prices.items() if p > 0}  # a price ≤ 0 is no price
+        missing = [a.upper() for a in t.missing]
+        unpriced = sorted(a.upper() for a, p in t.prices.items() if not p > 0)
         poll = Poll(
-            ts=t.ts, source=t.source, quote=self.quote, prices=dict(t.prices), missing=list(t.missing)
+            ts=t.ts, source=t.source, quote=self.quote, prices=prices, missing=missing, unpriced=unpriced
         )
         if self.last_poll is None or t.ts >= self.last_poll.ts:
             self.last_poll = poll
@@ -241,10 +245,8 @@ class MarketState:
         while self.polls and self.polls[0].ts < self.polls[-1].ts - POLLS_MS:
             self.polls.popleft()
         day, midnight = self.day_start(t.ts)
-        for asset, price in t.prices.items():
-            if not price > 0:
-                continue  # a zero or negative last price is no price
-            c = self.coin(asset.upper())
+        for asset, price in prices.items():
+            c = self.coin(asset)
             c.add_point(t.ts, price)
             if t.ts >= c.tick_ts:
                 c.tick_ts, c.tick_price = t.ts, price
