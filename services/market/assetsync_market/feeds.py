@@ -92,7 +92,8 @@ class Feeds:
             )
         return got, ""
 
-    def _slot(self, code: str, now: int, interval: float) -> str:
+    def _slot(self, now: int, interval: float) -> str:
+        """The record key of a code-wide record: the start (ms) of its interval's slot."""
         ms = int(interval * 1000)
         return str(now // ms * ms)
 
@@ -121,7 +122,7 @@ class Feeds:
         if not coins or p is None:
             return None
         rec = r.LatestPrices(ts=p.ts, quote=self.s.quote, source=p.source, coins=coins)
-        return Out("PT001", self._slot("PT001", now, interval), p.ts, rec, "PT001", _count(list(coins)))
+        return Out("PT001", self._slot(now, interval), p.ts, rec, "PT001", _count(list(coins)))
 
     def pt002(self, since: int) -> list[Out]:
         """One record per poll newer than `since`."""
@@ -169,7 +170,7 @@ class Feeds:
             )
         if not coins or p is None:
             return None
-        return Out("PS001", self._slot("PS001", now, interval), p.ts, r.PriceSpeed(ts=p.ts, coins=coins), "PS001",
+        return Out("PS001", self._slot(now, interval), p.ts, r.PriceSpeed(ts=p.ts, coins=coins), "PS001",
                    _count(list(coins)))  # fmt: skip
 
     # --- PB001 / CC001 / CC002 ------------------------------------------------------------------
@@ -224,7 +225,7 @@ class Feeds:
                 )
             )
         rec = r.BaselineComparison(ts=p.ts, timezone=self.s.timezone, day=day, coins=coins)
-        return Out("PB001", self._slot("PB001", now, interval), p.ts, rec, "PB001", _count(list(coins)))
+        return Out("PB001", self._slot(now, interval), p.ts, rec, "PB001", _count(list(coins)))
 
     def cc001(self, now: int, interval: float) -> Out | None:
         p = self.s.last_poll
@@ -251,7 +252,7 @@ class Feeds:
                 )
             )
         rec = r.ChangeSinceBaseline(ts=p.ts, timezone=self.s.timezone, day=day, coins=coins)
-        return Out("CC001", self._slot("CC001", now, interval), p.ts, rec, "CC001", _count(list(coins)))
+        return Out("CC001", self._slot(now, interval), p.ts, rec, "CC001", _count(list(coins)))
 
     def cc002(self, now: int, interval: float) -> Out | None:
         names = self.s.watchlist()
@@ -267,7 +268,7 @@ class Feeds:
             else:
                 coins.append(r.CoinBaseline(coin=name, price=b.price, source=b.source, ts=b.ts))
         rec = r.Baselines(day=day, timezone=self.s.timezone, baseline_ts=midnight, coins=coins)
-        return Out("CC002", self._slot("CC002", now, interval), midnight, rec, "CC002", _count(list(coins)))
+        return Out("CC002", self._slot(now, interval), midnight, rec, "CC002", _count(list(coins)))
 
     # --- EX001 ----------------------------------------------------------------------------------
     def ex001(self, now: int, interval: float) -> Out | None:
@@ -307,7 +308,7 @@ class Feeds:
             )
         if not coins or p is None:
             return None
-        return Out("EX001", self._slot("EX001", now, interval), p.ts, r.Extremes(ts=p.ts, coins=coins), "EX001",
+        return Out("EX001", self._slot(now, interval), p.ts, r.Extremes(ts=p.ts, coins=coins), "EX001",
                    _count(list(coins)))  # fmt: skip
 
     # --- SAR001 / SAR002 / SAR003 -------------------------------------------------------------------
@@ -441,7 +442,7 @@ class Feeds:
             median_bias_pct=ind.median(biases) if biases else None,
         )
         rec = r.SarBias(ts=p.ts, interval=SAR_INTERVAL, coins=coins, summary=summary)
-        return Out("SAR002", self._slot("SAR002", now, interval), p.ts, rec, "SAR002", summary.insufficient)
+        return Out("SAR002", self._slot(now, interval), p.ts, rec, "SAR002", summary.insufficient)
 
     # --- SR001 ----------------------------------------------------------------------------------
     def sr001(self, now: int, interval: float) -> Out | None:
@@ -474,7 +475,7 @@ class Feeds:
         ]
         ts = max(used, default=now // H * H)
         rec = r.SupportResistance(ts=ts, coins=coins)
-        return Out("SR001", self._slot("SR001", now, interval), ts, rec, "SR001", _count(list(coins)))
+        return Out("SR001", self._slot(now, interval), ts, rec, "SR001", _count(list(coins)))
 
     # --- CI001 ----------------------------------------------------------------------------------
     def ci001(self, now: int, interval: float) -> Out | None:
@@ -498,7 +499,7 @@ class Feeds:
                 base_value=INDEX_BASE, base_day=base.day if base else "", weighting="equal",
                 weighting_note=WEIGHTING_NOTE, constituents=[], excluded=excluded,
             )  # fmt: skip
-            return Out("CI001", self._slot("CI001", now, interval), p.ts, rec, "CI001", len(excluded))
+            return Out("CI001", self._slot(now, interval), p.ts, rec, "CI001", len(excluded))
         if base is None:
             day, _ = self.s.day_start(p.ts)
             base = self.s.index = IndexBase(day=day, bases=dict(prices))
@@ -537,7 +538,7 @@ class Feeds:
             constituents=constituents,
             excluded=excluded,
         )
-        return Out("CI001", self._slot("CI001", now, interval), p.ts, rec, "CI001", len(excluded))
+        return Out("CI001", self._slot(now, interval), p.ts, rec, "CI001", len(excluded))
 
     # --- all ------------------------------------------------------------------------------------
     def builders(self) -> dict[str, Callable[[int, float], Out | list[Out] | None]]:
