@@ -53,6 +53,8 @@ def test_ticks_set_points_missing_and_tick_baseline() -> None:
     assert btc.baselines["2025-12-02"] == Baseline(100.0, "tick", SH_MIDNIGHT + 20_000)
     st.apply(ticks(SH_MIDNIGHT + 80_000, {"BTC": 101.0}))
     assert btc.baselines["2025-12-02"].price == 100.0  # the first poll after midnight stays
+    st.apply(ticks(SH_MIDNIGHT + 5_000, {"BTC": 99.0}))  # an earlier poll delivered late: it is the first
+    assert btc.baselines["2025-12-02"] == Baseline(99.0, "tick", SH_MIDNIGHT + 5_000)
 
 
 def test_candle_baselines_beat_ticks() -> None:

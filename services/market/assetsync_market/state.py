@@ -139,8 +139,8 @@ class Coin:
         old = self.baselines.get(day)
         if old is not None and (_RANK[old.source] < _RANK[b.source] or old == b):
             return False
-        if old is not None and _RANK[old.source] == _RANK[b.source] and b.source == "tick":
-            return False  # the first poll after midnight stays the baseline
+        if old is not None and old.source == b.source == "tick" and old.ts <= b.ts:
+            return False  # the first poll after midnight stays the baseline (even if it came in late)
         self.baselines[day] = b
         for d in sorted(self.baselines)[:-3]:
             del self.baselines[d]
