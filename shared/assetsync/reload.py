@@ -36,6 +36,7 @@ LIVE: tuple[tuple[str, str], ...] = (
     ("asset_sync.alerts.alert_on_partial_success", "alerter"),
     ("asset_sync.alerts.min_success_rate", "alerter"),
     ("asset_sync.alerts.reminder_minutes", "alerter"),
+    ("market.watchlist", "market"),
 )
 
 

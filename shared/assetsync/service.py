@@ -16,6 +16,7 @@ SERVICE_MODULES: dict[str, str] = {
     "store": "assetsync_store.service",
     "collector-crypto": "assetsync_collector_crypto.service",
     "collector-fund": "assetsync_collector_fund.service",
+    "market": "assetsync_market.service",
     "feishu-writer": "assetsync_feishu_writer.service",
     "alerter": "assetsync_alerter.service",
     "sync-gateway": "assetsync_sync_gateway.service",

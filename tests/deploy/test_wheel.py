@@ -45,6 +45,7 @@ def test_the_wheel_has_every_service_and_no_emulator_or_demo_data(tmp_path: Path
         "assetsync_collector_crypto",
         "assetsync_collector_fund",
         "assetsync_feishu_writer",
+        "assetsync_market",
         "assetsync_store",
         "assetsync_sync_gateway",
     }, tops

@@ -29,6 +29,7 @@ SERVICES = (
     "store",
     "collector-crypto",
     "collector-fund",
+    "market",
     "feishu-writer",
     "alerter",
     "sync-gateway",

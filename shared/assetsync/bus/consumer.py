@@ -9,6 +9,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
@@ -79,6 +80,10 @@ class ConsumerSpec:
     # A new durable starts with the messages published after it (live watchers, e.g. price alerts,
     # that must not replay a month of history); an existing one resumes where it left off either way.
     deliver_new: bool = False
+    # A new durable starts with the messages stored since this time (a bounded replay, e.g. the
+    # market service rebuilding a week of candles); overrides deliver_new. An existing durable must
+    # be given the time it was created with (JetStream refuses to change it).
+    start_time: datetime | None = None
 
 
 @dataclass
@@ -139,12 +144,14 @@ class Consumer:
 
     def _config(self) -> api.ConsumerConfig:
         subjects = list(self.spec.subjects)
+        policy = api.DeliverPolicy.NEW if self.spec.deliver_new else api.DeliverPolicy.ALL
         return api.ConsumerConfig(
             durable_name=self.spec.durable,
             description=self.spec.description or None,
             deliver_subject=self.deliver_subject,
             deliver_group=self.spec.durable,
-            deliver_policy=api.DeliverPolicy.NEW if self.spec.deliver_new else api.DeliverPolicy.ALL,
+            deliver_policy=api.DeliverPolicy.BY_START_TIME if self.spec.start_time else policy,
+            opt_start_time=self.spec.start_time,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=self.spec.ack_wait,
             max_ack_pending=self.spec.max_ack_pending,
