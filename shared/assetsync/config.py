@@ -229,7 +229,7 @@ class AssetSync(_Base):
     xueqiu: XueqiuConf = msgspec.field(default_factory=XueqiuConf)
     feishu: FeishuConf = msgspec.field(default_factory=FeishuConf)
     assets: AssetsConf = msgspec.field(default_factory=AssetsConf)
-    # Task name -> schedule; keys are crypto_sync / fund_sync / snapshot / backup, optionally with a
+    # Task name -> schedule; keys are crypto_sync / fund_sync / okx_sync / snapshot / backup, optionally with a
     # suffix (the seed's `crypto_sync_15min`), plus `timezone`. Validated in `_check_scheduler`.
     scheduler: dict[str, Any] = msgspec.field(default_factory=dict)
     database: DatabaseConf = msgspec.field(default_factory=DatabaseConf)
@@ -353,10 +353,11 @@ class Config(_Base):
     market: MarketConf = msgspec.field(default_factory=MarketConf)
 
 
-TASK_SCHEDULE_KEYS = ("crypto_sync", "fund_sync", "snapshot", "backup")
+TASK_SCHEDULE_KEYS = ("crypto_sync", "fund_sync", "okx_sync", "snapshot", "backup")
 DEFAULT_SCHEDULES: dict[str, ScheduleEntry] = {
     "crypto_sync": ScheduleEntry(hour="*", minute=0),
     "fund_sync": ScheduleEntry(hour=9, minute=0),
+    "okx_sync": ScheduleEntry(hour="*", minute=0),  # run only by collector-okx, when OKX keys are set
     "snapshot": ScheduleEntry(hour=0, minute=0),
     "backup": ScheduleEntry(hour=1, minute=0),
 }
@@ -433,7 +434,13 @@ class Settings:
         return [s for s in self.schedules if s.task == task]
 
 
-_TASK_OF_KEY = {"crypto_sync": "crypto", "fund_sync": "fund", "snapshot": "snapshot", "backup": "backup"}
+_TASK_OF_KEY = {
+    "crypto_sync": "crypto",
+    "fund_sync": "fund",
+    "okx_sync": "okx",
+    "snapshot": "snapshot",
+    "backup": "backup",
+}
 
 
 def _msgspec_error(err: msgspec.ValidationError, source: str, root: Any = None) -> ConfigError:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
-TaskName = Literal["crypto", "fund", "snapshot", "backup", "restore", "store"]
+TaskName = Literal["crypto", "fund", "okx", "snapshot", "backup", "restore", "store"]
 TaskStatus = Literal["success", "partial", "failed"]
 AssetType = Literal["crypto", "fund"]
 
