@@ -200,10 +200,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     parts = {
         "binance": s.binance_on(),
         "xueqiu": s.xueqiu_on(),
-        "okx": ("account" if s.okx_account_on() else "public") if s.okx_on() else False,
         "feishu": s.feishu_on(),
         "alerts": s.alerts_on(),
         "sync-gateway": s.config.sync_gateway.enabled,
+        # OKX runs public-only (tickers, liquidations) with `enabled: true` and no keys.
+        "okx": ("account" if s.okx_account_on() else "public") if s.okx_on() else False,
     }
     print(
         "  "

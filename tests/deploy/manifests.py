@@ -12,7 +12,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
-SERVICES = ("store", "collector-crypto", "collector-fund", "feishu-writer", "alerter", "sync-gateway")
+SERVICES = (
+    "store",
+    "collector-crypto",
+    "collector-okx",
+    "collector-fund",
+    "feishu-writer",
+    "alerter",
+    "sync-gateway",
+)
 
 
 def yaml_docs(path: Path) -> list[dict[str, Any]]:

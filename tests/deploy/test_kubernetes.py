@@ -75,11 +75,11 @@ def test_store_and_gateway_are_single_writer_statefulsets_with_volumes(objs: lis
 
 def test_stateless_services_are_deployments_and_collectors_are_replicated(objs: list[dict[str, Any]]) -> None:
     deps = by_kind(objs, "Deployment")
-    assert set(deps) == {"collector-crypto", "collector-fund", "feishu-writer", "alerter"}
+    assert set(deps) == {"collector-crypto", "collector-okx", "collector-fund", "feishu-writer", "alerter"}
     assert deps["collector-crypto"]["spec"]["replicas"] >= 2
     assert deps["collector-fund"]["spec"]["replicas"] >= 2
     # Single writers of a sink never overlap during a rollout.
-    for name in ("feishu-writer", "alerter"):
+    for name in ("feishu-writer", "alerter", "collector-okx"):
         assert deps[name]["spec"]["replicas"] == 1
         assert deps[name]["spec"]["strategy"]["type"] == "Recreate"
 

@@ -27,7 +27,15 @@ COUNT_TABLES = (
     "AND name NOT LIKE 'sqlite_%'\")]; "
     "print(json.dumps({n: db.execute(f'SELECT count(*) FROM \"{n}\"').fetchone()[0] for n in names}))"
 )
-SCRAPED = {"store", "collector-crypto", "collector-fund", "feishu-writer", "alerter", "sync-gateway"}
+SCRAPED = {
+    "store",
+    "collector-crypto",
+    "collector-okx",
+    "collector-fund",
+    "feishu-writer",
+    "alerter",
+    "sync-gateway",
+}
 
 
 class Fatal(DeployTestError):
