@@ -23,6 +23,11 @@ from assetsync_emulators.common import serve_in_thread
 from assetsync_emulators.ecb import EcbEmulator
 from assetsync_emulators.feishu import FeishuEmulator
 from assetsync_emulators.feishu_bot import BotEmulator
+from assetsync_emulators.okx import DEMO_API_KEY as OKX_API_KEY
+from assetsync_emulators.okx import DEMO_API_SECRET as OKX_API_SECRET
+from assetsync_emulators.okx import DEMO_PASSPHRASE as OKX_PASSPHRASE
+from assetsync_emulators.okx import OkxEmulator
+from assetsync_emulators.okx import create_app as create_okx_app
 from assetsync_emulators.xueqiu import DEMO_FUND_HOLDINGS, XueqiuEmulator
 
 log = logging.getLogger("assetsync.demo")
@@ -31,8 +36,10 @@ DAY_MS = 86_400_000
 
 
 async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
-    """Serve the Binance, Xueqiu/Danjuan, Feishu and group-bot emulators; settings pointing at them."""
+    """Serve the Binance, OKX, Xueqiu/Danjuan, Feishu and group-bot emulators; settings pointing at them."""
     binance_url = stack.enter_context(serve_in_thread(create_app(BinanceEmulator(seed=1))))
+    # The OKX demo account also holds BTC: 持仓 shows it as `BTC` (Binance) and `BTC@OKX`.
+    okx_url = stack.enter_context(serve_in_thread(create_okx_app(OkxEmulator(seed=1))))
     xueqiu = XueqiuEmulator.with_defaults()
     xueqiu_url = stack.enter_context(serve_in_thread(xueqiu.app))
     feishu = FeishuEmulator()
@@ -59,6 +66,12 @@ async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
         "mcp_server": {"app_id": feishu.app_id, "app_secret": feishu.app_secret},
         "asset_sync": {
             "binance": {"api_key": DEMO_API_KEY, "api_secret": DEMO_API_SECRET, "base_url": binance_url},
+            "okx": {
+                "api_key": OKX_API_KEY,
+                "api_secret": OKX_API_SECRET,
+                "password": OKX_PASSPHRASE,
+                "base_url": okx_url,
+            },
             "feishu": {"app_token": feishu.app_token, "base_url": feishu_url},
             "alerts": {"enabled": True, "feishu_webhook": bot.url(bot_url), "alert_on_partial_success": True},
             "fx": {"source": "ecb", "base_url": ecb_url},
@@ -69,7 +82,8 @@ async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
     }
     deep_merge(overrides, xueqiu.config_overrides(xueqiu_url, with_funds=False))
     print(
-        f"  emulators: binance {binance_url}  xueqiu {xueqiu_url}  feishu {feishu_url}  bot {bot_url}  ecb {ecb_url}"
+        f"  emulators: binance {binance_url}  okx {okx_url}  xueqiu {xueqiu_url}  feishu {feishu_url}  "
+        f"bot {bot_url}  ecb {ecb_url}"
     )
     return load_settings(
         settings.config_path,
@@ -81,7 +95,7 @@ async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
 
 
 async def kick_off(stack: Stack) -> asyncio.Task[None]:
-    """Run the first crypto and fund syncs, then a snapshot, in the background; print each outcome."""
+    """Run the first crypto, okx and fund syncs, then a snapshot, in the background; print each outcome."""
     assert stack.rt is not None
     rt = stack.rt
 
@@ -96,7 +110,13 @@ async def kick_off(stack: Stack) -> asyncio.Task[None]:
     async def run() -> None:
         running = {p.name for p in stack.parts if p.state == "running"}
         first = [
-            t for t, owner in (("crypto", "collector-crypto"), ("fund", "collector-fund")) if owner in running
+            t
+            for t, owner in (
+                ("crypto", "collector-crypto"),
+                ("okx", "collector-okx"),
+                ("fund", "collector-fund"),
+            )
+            if owner in running
         ]
         await asyncio.gather(*(one(t) for t in first))  # type: ignore[arg-type]
         # Today's snapshot first: it fetches the (emulated) ECB rates the history is valued with.
