@@ -664,6 +664,20 @@ def exposure_problem(host: str, sender_enabled: bool, sender_token_set: bool) ->
     )
 
 
+# Exchange tags of 持仓 row codes (`BTC@OKX`): a site of that name would be read as the exchange.
+RESERVED_SITE_IDS = frozenset({"OKX"})
+
+
+def _check_site_id(cfg: Config, source: str) -> None:
+    site = cfg.sync_gateway.site_id
+    if site.strip().upper() in RESERVED_SITE_IDS:
+        raise ConfigError(
+            "sync_gateway.site_id",
+            f"{site!r} is reserved: 持仓 rows of OKX holdings are `<资产代码>@OKX`; choose another site id",
+            source,
+        )
+
+
 def _check_gateway_exposure(cfg: Config, source: str) -> None:
     gw = cfg.sync_gateway
     if not gw.enabled:
@@ -721,6 +735,7 @@ def load_settings(
     holidays = _check_holidays(sched_raw.get("holidays"), source)
     _check_credentials(cfg, raw, source)
     _check_gateway_exposure(cfg, source)
+    _check_site_id(cfg, source)
 
     config_dir = (path.parent if path else Path.cwd()).resolve()
     ddir = (data_dir if data_dir is not None else Path("data")).resolve()

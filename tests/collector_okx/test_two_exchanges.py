@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
+from assetsync.config import ConfigError
 from assetsync.embedded import EmbeddedNats
 from assetsync.events import Event, Holding, PriceTick, TaskResult
 from assetsync.feishu import schema as fs
@@ -115,3 +116,9 @@ async def test_feishu_shows_one_row_per_exchange_and_prunes_per_exchange(make_se
             assert {r[fs.CODE] for r in site.emu.rows("持仓")} == {"BTC", "ETH@OKX"}
             logs = site.emu.rows("日志")
             assert [(r[fs.LOG_SOURCE], r[fs.LOG_TASK]) for r in logs][-1] == ("okx", "okx_sync")
+
+
+def test_a_site_named_okx_is_refused_naming_the_key(make_settings: Any) -> None:
+    with pytest.raises(ConfigError) as err:
+        make_settings({"sync_gateway": {"site_id": "okx"}})
+    assert err.value.key == "sync_gateway.site_id" and "reserved" in err.value.problem
