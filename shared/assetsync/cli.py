@@ -17,7 +17,7 @@ from typing import Any
 
 from assetsync import __version__
 from assetsync.config import ConfigError, Settings, find_default_config, load_settings, redacted
-from assetsync.events import TaskName, TaskResult
+from assetsync.events import TASK_LABEL, TaskName, TaskResult
 from assetsync.logs import setup_logging
 from assetsync.progress import ProgressBar
 from assetsync.secrets import mask_urls
@@ -37,13 +37,6 @@ log = logging.getLogger("assetsync.cli")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL = 0, 1, 2, 3
 TASKS: tuple[TaskName, ...] = ("crypto", "fund", "okx", "snapshot", "backup")
-TASK_LABEL = {
-    "crypto": "crypto_sync",
-    "fund": "fund_sync",
-    "okx": "okx_sync",
-    "snapshot": "snapshot",
-    "backup": "backup",
-}
 STATUS_EXIT = {"success": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}
 SEVERITY = {EXIT_OK: 0, EXIT_PARTIAL: 1, EXIT_FAILED: 2}
 

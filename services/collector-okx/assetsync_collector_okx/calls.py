@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from assetsync.retry import Backoff
+from assetsync.exchange_calls import RetryPolicy
 
 from assetsync_collector_okx.exchange import AssetsyncOkx, InvalidResponse, RateLimited, ccxt, redact
 
 T = TypeVar("T")
+__all__ = ["AuthFailed", "CallFailed", "RetryPolicy", "call", "describe"]
 
 # OKX's authentication codes -> the config key a user fixes.
 AUTH_FIX: dict[str, str] = {
@@ -33,19 +33,6 @@ class CallFailed(Exception):
 
 class AuthFailed(CallFailed):
     """OKX refused the credentials: retrying cannot help, the whole run fails at once."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how long to retry transient failures."""
-
-    attempts: int = 4
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-    max_retry_after: float = 120.0
-
-    def backoff(self, attempt: int) -> float:
-        return Backoff(self.base_delay, self.max_delay, self.attempts).delay(attempt)
 
 
 def okx_code(exc: Exception) -> tuple[str, str]:

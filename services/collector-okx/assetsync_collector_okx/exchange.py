@@ -8,18 +8,18 @@ endpoint); requests and signing are ccxt's own.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from assetsync.ccxt_lite import load
 from assetsync.config import Settings
+from assetsync.exchange_calls import endpoint_of, redact, retry_after
 
 ccxt: Any
 AsyncOkx: Any
 ccxt, AsyncOkx = load("okx")
 
 OKX_REST = "https://www.okx.com"
-_QUERY = re.compile(r"\?\S*")
+__all__ = ["AssetsyncOkx", "InvalidResponse", "RateLimited", "ccxt", "endpoint_of", "make_exchange", "redact"]
 
 
 class RateLimited(ccxt.DDoSProtection):  # type: ignore[misc]
@@ -39,18 +39,6 @@ class InvalidResponse(ccxt.BadResponse):  # type: ignore[misc]
         self.endpoint = endpoint
 
 
-def endpoint_of(url: str) -> str:
-    """`https://host/api/v5/trade/fills-history?instType=SPOT` -> `/api/v5/trade/fills-history`."""
-    path = _QUERY.sub("", url)
-    m = re.match(r"^[a-z]+://[^/]+(/.*)?$", path)
-    return (m.group(1) or "/") if m else path
-
-
-def redact(message: str) -> str:
-    """An exception text without query strings, for logs and task results."""
-    return _QUERY.sub("", message)
-
-
 class AssetsyncOkx(AsyncOkx):  # type: ignore[misc]
     """ccxt's async OKX with error classification for rate limits and non-JSON answers."""
 
@@ -68,14 +56,10 @@ class AssetsyncOkx(AsyncOkx):  # type: ignore[misc]
     ) -> Any:
         endpoint = endpoint_of(url)
         if code == 429:
-            retry = _header(headers, "Retry-After")
-            try:
-                retry_after = float(retry) if retry is not None else None
-            except ValueError:
-                retry_after = None
-            wait = f"; Retry-After {retry_after:g}s" if retry_after is not None else ""
+            wait_s = retry_after(headers)
+            wait = f"; Retry-After {wait_s:g}s" if wait_s is not None else ""
             raise RateLimited(
-                f"OKX rate-limited this client (HTTP 429) on {method} {endpoint}{wait}", retry_after, endpoint
+                f"OKX rate-limited this client (HTTP 429) on {method} {endpoint}{wait}", wait_s, endpoint
             )
         if 200 <= code < 300 and not isinstance(response, dict):
             text = (body or "").strip()
@@ -91,13 +75,6 @@ class AssetsyncOkx(AsyncOkx):  # type: ignore[misc]
         return super().handle_errors(
             code, reason, url, method, headers, body, response, request_headers, request_body
         )
-
-
-def _header(headers: dict[str, str] | None, name: str) -> str | None:
-    for k, v in (headers or {}).items():
-        if k.lower() == name.lower():
-            return v
-    return None
 
 
 def rewrite_urls(api_urls: dict[str, Any], base_url: str) -> dict[str, Any]:

@@ -9,19 +9,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
-from assetsync.events import Event, Holding, PriceTick, Snapshot, TaskResult
+from assetsync.events import TASK_LABEL, Event, Holding, PriceTick, Snapshot, TaskResult
 from assetsync.feishu import schema as fs
 from assetsync.feishu.holdings import number
 
 Cells = dict[str, Any]
 
-TASK_TYPES = {
-    "crypto": "crypto_sync",
-    "fund": "fund_sync",
-    "okx": "okx_sync",
-    "snapshot": "snapshot",
-    "backup": "backup",
-}
+TASK_TYPES = TASK_LABEL
 ERROR_TEXT_LIMIT = 2000
 # Cells the writer derives or sets; anything else in a row belongs to the user and is never touched.
 HOLDING_OWNED = (
