@@ -65,7 +65,12 @@ async def test_public_only_mode_publishes_okx001_and_lq001(
                 {"service": "okx", "endpoint": "GET /api/v5/market/tickers"},
             )
             assert calls is not None and calls >= 1
-        assert harness.emu.switch.count("/api/v5/account/") == 0
+            assert harness.emu.switch.count("/api/v5/account/") == 0
+            # Keys added by a reload: a new client, and the okx task runs without a restart.
+            await svc.reload(make_settings({"asset_sync": {"okx": okx_conf(harness.url)}}))
+            assert svc.note == ""
+            result, _ = await request_task(rt, "okx", timeout=30, stored_timeout=0.05)
+            assert result.status == "success", result.message
 
 
 async def test_okx_task_over_the_bus_and_reload_with_new_keys(

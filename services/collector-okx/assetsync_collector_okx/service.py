@@ -38,6 +38,8 @@ class OkxCollector:
         self.scheduler: Scheduler | None = None
         self.last: TaskResult | None = None
         self._stop = asyncio.Event()
+        self._stack: AsyncExitStack | None = None
+        self._tasks_on = False
 
     @property
     def note(self) -> str:
@@ -46,13 +48,9 @@ class OkxCollector:
 
     async def start(self, stack: AsyncExitStack) -> None:
         stack.push_async_callback(self._close_exchange)  # unwinds last
+        self._stack = stack
         if self.sync.settings.okx_account_on():
-            consumer = task_consumer(self.rt, "okx", self.run)
-            await consumer.start()
-            stack.push_async_callback(consumer.stop)
-            self.scheduler = Scheduler.from_settings(self.rt, "okx")
-            if self.scheduler is not None:
-                await self.scheduler.start(stack)
+            await self._start_tasks(stack)
         else:
             log.info("collector-okx: %s", PUBLIC_ONLY)
         loop = asyncio.create_task(
@@ -66,6 +64,16 @@ class OkxCollector:
                 await asyncio.wait_for(loop, timeout=10)
 
         stack.push_async_callback(stop_loop)
+
+    async def _start_tasks(self, stack: AsyncExitStack) -> None:
+        """The `okx` task consumer and its schedule (only with keys: public-only has no okx task)."""
+        consumer = task_consumer(self.rt, "okx", self.run)
+        await consumer.start()
+        stack.push_async_callback(consumer.stop)
+        self.scheduler = Scheduler.from_settings(self.rt, "okx")
+        if self.scheduler is not None:
+            await self.scheduler.start(stack)
+        self._tasks_on = True
 
     def _account_on(self) -> bool:
         return self.sync.settings.okx_account_on()  # read at each poll: a reload applies at once
@@ -82,12 +90,15 @@ class OkxCollector:
     async def reload(self, settings: Settings) -> None:
         """A new config from the next poll on; new OKX keys or URL get a new exchange client.
 
-        Keys added to a public-only service take effect for the feeds at once; the `okx` task
-        consumer and schedule start with the next restart (a reload does not start consumers).
+        Keys added to a public-only service start the `okx` task consumer and schedule at once;
+        keys removed leave them running (their runs then fail naming the keys) until a restart.
         """
         conf = settings.config.asset_sync.okx
         changed = conf != self.sync.settings.config.asset_sync.okx
         await self.sync.reconfigure(settings, make_exchange(settings) if changed else None)
+        if settings.okx_account_on() and not self._tasks_on and self._stack is not None:
+            log.info("collector-okx: OKX keys set: starting the okx task")
+            await self._start_tasks(self._stack)
 
     async def _close_exchange(self) -> None:
         await self.sync.exchange.close()
