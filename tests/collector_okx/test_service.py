@@ -5,13 +5,16 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from typing import Any
 
+import pytest
+from assetsync.cli import _print_parts
 from assetsync.embedded import EmbeddedNats
 from assetsync.events import FeedRecord, Holding, Trade
 from assetsync.metrics import Metrics
 from assetsync.runtime import open_runtime
 from assetsync.service import Disabled
+from assetsync.stack import Part
 from assetsync.tasks import request_task
-from assetsync_collector_okx.service import OkxCollector, build
+from assetsync_collector_okx.service import PUBLIC_ONLY, OkxCollector, build
 from nats.aio.msg import Msg
 
 from tests.collector_okx.conftest import Harness, okx_conf
@@ -113,3 +116,19 @@ async def test_okx_task_over_the_bus_and_reload_with_new_keys(
                 {"service": "okx", "endpoint": "GET /api/v5/account/balance", "kind": "AuthenticationError"},
             )
             assert errors is not None and errors >= 1
+
+
+def test_up_prints_the_public_only_line(capsys: pytest.CaptureFixture[str]) -> None:
+    class _Svc:
+        name = "collector-okx"
+        note = PUBLIC_ONLY
+
+    class _Stack:
+        def __init__(self) -> None:
+            self.parts = [Part("collector-okx", "running", service=_Svc()), Part("store", "running")]  # type: ignore[arg-type]
+
+    _print_parts(_Stack())  # type: ignore[arg-type]
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["collector-okx", "running", "—"]
+    assert "asset_sync.okx.api_key / api_secret / password" in out[0]
+    assert out[1].split() == ["store", "running"]

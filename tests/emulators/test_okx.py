@@ -192,3 +192,22 @@ async def test_trade_moves_balance_and_adds_a_fill(
     assert 0.01 * 0.999 - 1e-9 <= after - before <= 0.01 * 0.9992 + 1e-9  # less the fee, in BTC
     ids = {t["id"] for t in await exchange.fetch_my_trades("BTC/USDT")}
     assert str(fill.trade_id) in ids
+
+
+async def test_recent_fills_cover_three_days_history_three_months(emu_url: tuple[OkxEmulator, str]) -> None:
+    emu, url = emu_url
+    fill = emu.trade("SOL-USDT", "sell", 1.0)
+    async with httpx.AsyncClient(base_url=url) as http:
+
+        async def ids(path: str) -> list[str]:
+            r = await http.get(path, headers=signed_headers("GET", path))
+            return [f["tradeId"] for f in r.json()["data"]]
+
+        recent = await ids("/api/v5/trade/fills?instType=SPOT")
+        history = await ids("/api/v5/trade/fills-history?instType=SPOT")
+        assert recent[0] == history[0] == str(fill.trade_id)  # newest first
+        assert len(history) == len(emu.fills) > len(recent)
+        missing = await http.get(
+            "/api/v5/trade/fills-history", headers=signed_headers("GET", "/api/v5/trade/fills-history")
+        )
+        assert missing.status_code == 400 and missing.json()["code"] == "50014"  # instType is required
