@@ -37,7 +37,9 @@ SOURCE = "okx"
 USDT = "USDT"
 BRIDGES = ("BTC", "ETH", "USDC")
 FILL_PAGE = 100
-MAX_FILL_PAGES = 50  # 5000 new fills in one run; the rest next run (the cursor only moves over what was read)
+# 5000 new fills in one run (pages go newest first): older ones past that are not read, and an asset
+# whose fills then do not explain its balance gets no cost (named in the log), never a guessed one.
+MAX_FILL_PAGES = 50
 
 
 def state_path(settings: Settings) -> Path:
