@@ -17,7 +17,7 @@ from typing import Any
 
 from assetsync import __version__
 from assetsync.config import ConfigError, Settings, find_default_config, load_settings, redacted
-from assetsync.events import TaskName, TaskResult
+from assetsync.events import TASK_LABEL, TaskName, TaskResult
 from assetsync.logs import setup_logging
 from assetsync.progress import ProgressBar
 from assetsync.secrets import mask_urls
@@ -36,8 +36,7 @@ from assetsync.tasks import TASK_OWNER, TaskTimeout, request_task
 log = logging.getLogger("assetsync.cli")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL = 0, 1, 2, 3
-TASKS: tuple[TaskName, ...] = ("crypto", "fund", "snapshot", "backup")
-TASK_LABEL = {"crypto": "crypto_sync", "fund": "fund_sync", "snapshot": "snapshot", "backup": "backup"}
+TASKS: tuple[TaskName, ...] = ("crypto", "fund", "okx", "snapshot", "backup")
 STATUS_EXIT = {"success": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}
 SEVERITY = {EXIT_OK: 0, EXIT_PARTIAL: 1, EXIT_FAILED: 2}
 
@@ -197,8 +196,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         "feishu": s.feishu_on(),
         "alerts": s.alerts_on(),
         "sync-gateway": s.config.sync_gateway.enabled,
+        # OKX runs public-only (tickers, liquidations) with `enabled: true` and no keys.
+        "okx": ("account" if s.okx_account_on() else "public") if s.okx_on() else False,
     }
-    print("  " + ", ".join(f"{k}: {'on' if v else 'off'}" for k, v in parts.items()))
+    print(
+        "  "
+        + ", ".join(f"{k}: {v if isinstance(v, str) else 'on' if v else 'off'}" for k, v in parts.items())
+    )
     print(f"  data dir: {s.data_dir}  database: {s.db_path}  backups: {s.backup_dir}")
     print(f"  nats: {mask_urls(s.config.nats.url) or 'embedded'}  timezone: {s.timezone}")
     a = s.config.asset_sync
@@ -348,7 +352,9 @@ async def _up(
 def _print_parts(stack: Stack) -> None:
     for p in stack.parts:
         if p.state == "running":
-            print(f"  {p.name:<17} running")
+            # A running service may say how it runs (collector-okx: public data only, without keys).
+            note = getattr(p.service, "note", "")
+            print(f"  {p.name:<17} running{f' — {note}' if note else ''}")
         elif p.state == "off":
             print(f"  {p.name:<17} off — {p.reason}")
         else:
@@ -395,8 +401,13 @@ def cmd_run_once(args: argparse.Namespace) -> int:
     settings = load(args)
     setup_logging(settings.log_dir, args.log_level)
     return asyncio.run(
-        _with_stack(settings, lambda st: _run_tasks(st, list(TASKS), args.timeout, skip_off=True))
+        _with_stack(settings, lambda st: _run_tasks(st, _once_tasks(settings), args.timeout, skip_off=True))
     )
+
+
+def _once_tasks(settings: Settings) -> list[TaskName]:
+    """What `run-once` runs: every task, but okx only with OKX keys (public-only OKX has no okx task)."""
+    return [t for t in TASKS if t != "okx" or settings.okx_account_on()]
 
 
 async def _run_tasks(stack: Stack, tasks: list[TaskName], timeout: float, *, skip_off: bool = False) -> int:

@@ -229,7 +229,7 @@ class AssetSync(_Base):
     xueqiu: XueqiuConf = msgspec.field(default_factory=XueqiuConf)
     feishu: FeishuConf = msgspec.field(default_factory=FeishuConf)
     assets: AssetsConf = msgspec.field(default_factory=AssetsConf)
-    # Task name -> schedule; keys are crypto_sync / fund_sync / snapshot / backup, optionally with a
+    # Task name -> schedule; keys are crypto_sync / fund_sync / okx_sync / snapshot / backup, optionally with a
     # suffix (the seed's `crypto_sync_15min`), plus `timezone`. Validated in `_check_scheduler`.
     scheduler: dict[str, Any] = msgspec.field(default_factory=dict)
     database: DatabaseConf = msgspec.field(default_factory=DatabaseConf)
@@ -353,10 +353,11 @@ class Config(_Base):
     market: MarketConf = msgspec.field(default_factory=MarketConf)
 
 
-TASK_SCHEDULE_KEYS = ("crypto_sync", "fund_sync", "snapshot", "backup")
+TASK_SCHEDULE_KEYS = ("crypto_sync", "fund_sync", "okx_sync", "snapshot", "backup")
 DEFAULT_SCHEDULES: dict[str, ScheduleEntry] = {
     "crypto_sync": ScheduleEntry(hour="*", minute=0),
     "fund_sync": ScheduleEntry(hour=9, minute=0),
+    "okx_sync": ScheduleEntry(hour="*", minute=0),  # run only by collector-okx, when OKX keys are set
     "snapshot": ScheduleEntry(hour=0, minute=0),
     "backup": ScheduleEntry(hour=1, minute=0),
 }
@@ -433,7 +434,13 @@ class Settings:
         return [s for s in self.schedules if s.task == task]
 
 
-_TASK_OF_KEY = {"crypto_sync": "crypto", "fund_sync": "fund", "snapshot": "snapshot", "backup": "backup"}
+_TASK_OF_KEY = {
+    "crypto_sync": "crypto",
+    "fund_sync": "fund",
+    "okx_sync": "okx",
+    "snapshot": "snapshot",
+    "backup": "backup",
+}
 
 
 def _msgspec_error(err: msgspec.ValidationError, source: str, root: Any = None) -> ConfigError:
@@ -657,6 +664,20 @@ def exposure_problem(host: str, sender_enabled: bool, sender_token_set: bool) ->
     )
 
 
+# Exchange tags of 持仓 row codes (`BTC@OKX`): a site of that name would be read as the exchange.
+RESERVED_SITE_IDS = frozenset({"OKX"})
+
+
+def _check_site_id(cfg: Config, source: str) -> None:
+    site = cfg.sync_gateway.site_id
+    if site.strip().upper() in RESERVED_SITE_IDS:
+        raise ConfigError(
+            "sync_gateway.site_id",
+            f"{site!r} is reserved: 持仓 rows of OKX holdings are `<资产代码>@OKX`; choose another site id",
+            source,
+        )
+
+
 def _check_gateway_exposure(cfg: Config, source: str) -> None:
     gw = cfg.sync_gateway
     if not gw.enabled:
@@ -714,6 +735,7 @@ def load_settings(
     holidays = _check_holidays(sched_raw.get("holidays"), source)
     _check_credentials(cfg, raw, source)
     _check_gateway_exposure(cfg, source)
+    _check_site_id(cfg, source)
 
     config_dir = (path.parent if path else Path.cwd()).resolve()
     ddir = (data_dir if data_dir is not None else Path("data")).resolve()

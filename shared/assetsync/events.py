@@ -10,9 +10,17 @@ from typing import Any, Literal
 
 import msgspec
 
-TaskName = Literal["crypto", "fund", "snapshot", "backup", "restore", "store"]
+TaskName = Literal["crypto", "fund", "okx", "snapshot", "backup", "restore", "store"]
 TaskStatus = Literal["success", "partial", "failed"]
 AssetType = Literal["crypto", "fund"]
+# A task's name in 日志 (任务类型), the CLI and reports: its schedule key.
+TASK_LABEL: dict[str, str] = {
+    "crypto": "crypto_sync",
+    "fund": "fund_sync",
+    "okx": "okx_sync",
+    "snapshot": "snapshot",
+    "backup": "backup",
+}
 
 
 class Event(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):

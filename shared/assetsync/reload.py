@@ -29,6 +29,7 @@ LIVE: tuple[tuple[str, str], ...] = (
     ("asset_sync.scheduler.holidays", "collector-fund"),
     ("asset_sync.binance.", "collector-crypto"),
     ("asset_sync.assets.crypto.", "collector-crypto"),
+    ("asset_sync.okx.", "collector-okx"),
     ("asset_sync.fx.", "store"),
     ("asset_sync.fx_rates", "store"),
     ("asset_sync.base_currency", "store"),

@@ -15,6 +15,7 @@ from assetsync.runtime import Runtime
 SERVICE_MODULES: dict[str, str] = {
     "store": "assetsync_store.service",
     "collector-crypto": "assetsync_collector_crypto.service",
+    "collector-okx": "assetsync_collector_okx.service",
     "collector-fund": "assetsync_collector_fund.service",
     "market": "assetsync_market.service",
     "feishu-writer": "assetsync_feishu_writer.service",

@@ -30,6 +30,8 @@ SINGLE_INSTANCE: dict[str, str] = {
     "feishu-writer": "the feishu-writer is Feishu's single writer (two could create the same 持仓 row twice)",
     "alerter": "the alerter keeps its de-duplication state in memory (two would send duplicate alerts)",
     "market": "the market service keeps its prices and candles in memory (two would each see half the events)",
+    "collector-okx": "collector-okx publishes its feeds when they change since its own last poll "
+    "(two would publish positions and orders twice)",
     "sync-gateway": "the sync gateway binds sync_gateway.port and owns its feed files in the data dir",
 }
 MAX_REPLICAS = 16

@@ -19,11 +19,12 @@ from assetsync.runtime import Runtime
 log = logging.getLogger("assetsync.tasks")
 
 # Which data source a task's results are filed under (日志 数据源).
-TASK_SOURCE: dict[str, str] = {"crypto": "binance", "fund": "xueqiu"}
+TASK_SOURCE: dict[str, str] = {"crypto": "binance", "fund": "xueqiu", "okx": "okx"}
 # Which service runs which task (for messages when none is running).
 TASK_OWNER: dict[str, str] = {
     "crypto": "collector-crypto",
     "fund": "collector-fund",
+    "okx": "collector-okx",
     "snapshot": "store",
     "backup": "store",
     "restore": "store",

@@ -17,10 +17,10 @@ from dataclasses import asdict
 from typing import Any, TextIO
 
 from assetsync.config import Settings
+from assetsync.events import TASK_LABEL
 
 RED, GREEN, YELLOW, DIM, BOLD, RESET = "\033[31m", "\033[32m", "\033[33m", "\033[2m", "\033[1m", "\033[0m"
 TYPE_LABEL = {"crypto": "加密货币", "fund": "基金"}
-TASK_LABEL = {"crypto": "crypto_sync", "fund": "fund_sync", "snapshot": "snapshot", "backup": "backup"}
 
 
 def use_colour(out: TextIO) -> bool:

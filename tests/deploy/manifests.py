@@ -15,6 +15,7 @@ K8S = DEPLOY / "k8s"
 SERVICES = (
     "store",
     "collector-crypto",
+    "collector-okx",
     "collector-fund",
     "market",
     "feishu-writer",

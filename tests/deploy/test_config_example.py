@@ -65,7 +65,7 @@ def test_example_config_with_the_example_env_passes_check_config(
     out = capsys.readouterr().out
     assert "config OK" in out
     # Without credentials each source is off rather than an error; the store and gateway run.
-    assert "binance: off, xueqiu: off, feishu: off, alerts: off, sync-gateway: on" in out
+    assert "binance: off, xueqiu: off, feishu: off, alerts: off, sync-gateway: on, okx: off" in out
     assert f"database: {tmp_path / 'app' / 'data' / 'assets.db'}" in out
     assert "nats: nats://nats:4222" in out
 
@@ -81,7 +81,7 @@ def test_filled_in_env_turns_every_part_on(
     cfg = mounted(tmp_path, DEPLOY / "config.example.json")
     assert main(["check-config", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
-    assert "binance: on, xueqiu: on, feishu: on, alerts: on, sync-gateway: on" in out
+    assert "binance: on, xueqiu: on, feishu: on, alerts: on, sync-gateway: on, okx: account" in out
     assert "secret-value" not in out
 
 

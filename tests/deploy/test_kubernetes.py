@@ -75,11 +75,18 @@ def test_store_and_gateway_are_single_writer_statefulsets_with_volumes(objs: lis
 
 def test_stateless_services_are_deployments_and_collectors_are_replicated(objs: list[dict[str, Any]]) -> None:
     deps = by_kind(objs, "Deployment")
-    assert set(deps) == {"collector-crypto", "collector-fund", "market", "feishu-writer", "alerter"}
+    assert set(deps) == {
+        "collector-crypto",
+        "collector-okx",
+        "collector-fund",
+        "market",
+        "feishu-writer",
+        "alerter",
+    }
     assert deps["collector-crypto"]["spec"]["replicas"] >= 2
     assert deps["collector-fund"]["spec"]["replicas"] >= 2
-    # Single writers of a sink (and the market's in-process state) never overlap during a rollout.
-    for name in ("feishu-writer", "alerter", "market"):
+    # Single writers of a sink (and single-instance state holders) never overlap during a rollout.
+    for name in ("feishu-writer", "alerter", "market", "collector-okx"):
         assert deps[name]["spec"]["replicas"] == 1
         assert deps[name]["spec"]["strategy"]["type"] == "Recreate"
 

@@ -7,7 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from assetsync_emulators import binance, feishu
+from assetsync_emulators import binance, feishu, okx
 
 from tests.deploy.manifests import ROOT
 
@@ -18,6 +18,9 @@ DEMO_SECRETS = (
     feishu.FeishuEmulator.app_id,
     feishu.FeishuEmulator.app_secret,
     feishu.FeishuEmulator.app_token,
+    okx.DEMO_API_KEY,
+    okx.DEMO_API_SECRET,
+    okx.DEMO_PASSPHRASE,
 )
 
 
@@ -44,6 +47,7 @@ def test_the_wheel_has_every_service_and_no_emulator_or_demo_data(tmp_path: Path
         "assetsync_alerter",
         "assetsync_collector_crypto",
         "assetsync_collector_fund",
+        "assetsync_collector_okx",
         "assetsync_feishu_writer",
         "assetsync_market",
         "assetsync_store",

@@ -30,6 +30,7 @@ COUNT_TABLES = (
 SCRAPED = {
     "store",
     "collector-crypto",
+    "collector-okx",
     "collector-fund",
     "market",
     "feishu-writer",

@@ -15,6 +15,9 @@ from typing import Any
 from assetsync_emulators.binance import DEMO_API_KEY, DEMO_API_SECRET
 from assetsync_emulators.feishu import FeishuEmulator
 from assetsync_emulators.feishu_bot import BotEmulator
+from assetsync_emulators.okx import DEMO_API_KEY as OKX_API_KEY
+from assetsync_emulators.okx import DEMO_API_SECRET as OKX_API_SECRET
+from assetsync_emulators.okx import DEMO_PASSPHRASE as OKX_PASSPHRASE
 
 from tests.deploystack.engine import DeployTestError, Dockerd, run
 from tests.deploystack.images import REPO, Images
@@ -28,6 +31,7 @@ SERVICES = (
     "emulators",
     "store",
     "collector-crypto",
+    "collector-okx",
     "collector-fund",
     "market",
     "feishu-writer",
@@ -100,6 +104,7 @@ class Stack:
         cfg["mcp_server"]["app_id"] = self.feishu.app_id
         a["binance"]["base_url"] = f"{EMULATOR}:8001"
         a["xueqiu"] = {"base_url": f"{EMULATOR}:8002", "fund_base_url": f"{EMULATOR}:8002"}
+        a["okx"] = {"base_url": f"{EMULATOR}:8005"}
         a["feishu"]["app_token"] = self.feishu.app_token
         a["feishu"]["base_url"] = f"{EMULATOR}:8003"
         a["alerts"]["alert_on_partial_success"] = True
@@ -114,6 +119,9 @@ class Stack:
             "ASSETSYNC_ASSET_SYNC__BINANCE__API_KEY": DEMO_API_KEY,
             "ASSETSYNC_ASSET_SYNC__BINANCE__API_SECRET": DEMO_API_SECRET,
             "ASSETSYNC_ASSET_SYNC__XUEQIU__COOKIES": f"xq_a_token={self.xueqiu_token}",
+            "ASSETSYNC_ASSET_SYNC__OKX__API_KEY": OKX_API_KEY,
+            "ASSETSYNC_ASSET_SYNC__OKX__API_SECRET": OKX_API_SECRET,
+            "ASSETSYNC_ASSET_SYNC__OKX__PASSWORD": OKX_PASSPHRASE,
             "ASSETSYNC_MCP_SERVER__APP_SECRET": self.feishu.app_secret,
             "ASSETSYNC_ASSET_SYNC__ALERTS__FEISHU_WEBHOOK": bot.url(f"{EMULATOR}:8004"),
             "ASSETSYNC_SYNC_GATEWAY__ADMIN_TOKEN": self.admin_token,

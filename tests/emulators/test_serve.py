@@ -42,14 +42,16 @@ def test_serves_every_emulator_and_stops_on_sigterm(
     served: tuple[subprocess.Popen[str], dict[str, str]],
 ) -> None:
     proc, urls = served
-    assert set(urls) == {"binance", "xueqiu", "feishu", "bot", "xueqiu_cookie"}
-    assert all(urls[k].startswith("http://127.0.0.1:") for k in ("binance", "xueqiu", "feishu", "bot"))
+    assert set(urls) == {"binance", "xueqiu", "feishu", "bot", "okx", "xueqiu_cookie"}
+    assert all(urls[k].startswith("http://127.0.0.1:") for k in ("binance", "xueqiu", "feishu", "bot", "okx"))
     assert urls["xueqiu_cookie"].startswith("xq_a_token=deadbeef;")
     with httpx.Client(timeout=10) as c:
         query = signed_query({"timestamp": 0, "recvWindow": 60000}, DEMO_API_SECRET)
         # A signed call with the demo key reaches the account (a wrong timestamp is Binance's -1021).
         account = c.get(f"{urls['binance']}/api/v3/account?{query}", headers={"X-MBX-APIKEY": DEMO_API_KEY})
         assert account.json()["code"] == -1021
+        okx = c.get(f"{urls['okx']}/api/v5/public/time").json()
+        assert okx["code"] == "0" and okx["data"][0]["ts"].isdigit()
         quote = c.get(
             f"{urls['xueqiu']}/v5/stock/realtime/quotec.json",
             params={"symbol": "SH510300"},

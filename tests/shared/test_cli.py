@@ -101,6 +101,7 @@ def test_up_demo_fills_store_feishu_and_gateway(tmp_path: Path) -> None:
                 break
         text = "".join(lines)
         assert "demo crypto: success" in text and "demo fund: success" in text, text
+        assert "demo okx: success" in text, text
         assert "demo snapshot: success" in text, text
         assert f"http://127.0.0.1:{port}/data-sync-manager" in text
         assert f"http://127.0.0.1:{port}/portfolio" in text
@@ -121,8 +122,12 @@ def test_up_demo_fills_store_feishu_and_gateway(tmp_path: Path) -> None:
             rows = asyncio.run(_holdings_rows(feishu_url.group(1)))
             priced = [r for r in rows if r.fields.get("当前价格") is not None]
             # Every priced holding lands in 持仓 (dust may be left out), hand-kept funds get prices.
-            return len(priced) >= held - 2 and all(
-                r.fields.get("当前市值") for r in rows if r.fields.get("资产类型") == "基金"
+            codes = {r.fields.get("资产代码") for r in rows}
+            # BTC on Binance and on OKX: one row each (README: 持仓 and two exchanges).
+            return (
+                len(priced) >= held - 2
+                and {"BTC", "BTC@OKX"} <= codes
+                and all(r.fields.get("当前市值") for r in rows if r.fields.get("资产类型") == "基金")
             )
 
         wait_for_sync(feishu_filled, timeout=30, interval=0.5, what="the emulated 持仓 table filled")

@@ -17,6 +17,7 @@ Card = dict[str, Any]
 TASK_TITLES = {
     "crypto": "加密货币同步 (crypto_sync)",
     "fund": "基金同步 (fund_sync)",
+    "okx": "OKX 同步 (okx_sync)",
     "snapshot": "每日快照 (snapshot)",
     "backup": "数据库备份 (backup)",
     "restore": "数据库恢复 (restore)",

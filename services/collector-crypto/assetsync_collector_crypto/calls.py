@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from assetsync.retry import Backoff
+from assetsync.exchange_calls import RetryPolicy
 
 from assetsync_collector_crypto.ccxt_lite import ccxt
 from assetsync_collector_crypto.exchange import AssetsyncBinance, InvalidResponse, RateLimited, redact
 
 T = TypeVar("T")
+__all__ = ["AuthFailed", "CallFailed", "RetryPolicy", "call"]
 
 
 class CallFailed(Exception):
@@ -22,20 +22,6 @@ class CallFailed(Exception):
 
 class AuthFailed(CallFailed):
     """Binance refused the credentials: retrying cannot help, the whole task fails at once."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how long to retry transient failures."""
-
-    attempts: int = 4
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-    max_retry_after: float = 120.0  # a longer Retry-After (an IP ban) fails the call instead of waiting
-
-    def backoff(self, attempt: int) -> float:
-        """Equal-jitter exponential backoff for retry number `attempt` (1-based)."""
-        return Backoff(self.base_delay, self.max_delay, self.attempts).delay(attempt)
 
 
 def _binance_msg(exc: Exception) -> str:

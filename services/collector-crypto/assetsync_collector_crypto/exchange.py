@@ -8,15 +8,15 @@ group in `urls['api']`: public, private, sapi, v1 ...). The subclass only adds e
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from assetsync.config import Settings
+from assetsync.exchange_calls import endpoint_of, redact, retry_after
 
 from assetsync_collector_crypto.ccxt_lite import AsyncBinance, ccxt
 
 BINANCE_REST = "https://api.binance.com"
-_QUERY = re.compile(r"\?\S*")
+__all__ = ["AssetsyncBinance", "InvalidResponse", "RateLimited", "endpoint_of", "make_exchange", "redact"]
 
 
 class RateLimited(ccxt.DDoSProtection):  # type: ignore[misc]
@@ -37,18 +37,6 @@ class InvalidResponse(ccxt.BadResponse):  # type: ignore[misc]
         self.endpoint = endpoint
 
 
-def endpoint_of(url: str) -> str:
-    """`https://host/api/v3/myTrades?...&signature=...` -> `/api/v3/myTrades` (no query: it is signed)."""
-    path = _QUERY.sub("", url)
-    m = re.match(r"^[a-z]+://[^/]+(/.*)?$", path)
-    return (m.group(1) or "/") if m else path
-
-
-def redact(message: str) -> str:
-    """An exception text without query strings (timestamps, signatures) for logs and task results."""
-    return _QUERY.sub("", message)
-
-
 class AssetsyncBinance(AsyncBinance):  # type: ignore[misc]
     """ccxt's async Binance with error classification for rate limits and non-JSON answers."""
 
@@ -66,14 +54,10 @@ class AssetsyncBinance(AsyncBinance):  # type: ignore[misc]
     ) -> Any:
         endpoint = endpoint_of(url)
         if code in (418, 429):
-            retry = _header(headers, "Retry-After")
-            try:
-                retry_after = float(retry) if retry is not None else None
-            except ValueError:
-                retry_after = None
+            wait_s = retry_after(headers)
             what = "banned this IP (HTTP 418)" if code == 418 else "rate-limited this client (HTTP 429)"
-            wait = f"; Retry-After {retry_after:g}s" if retry_after is not None else ""
-            raise RateLimited(f"Binance {what} on {method} {endpoint}{wait}", code, retry_after, endpoint)
+            wait = f"; Retry-After {wait_s:g}s" if wait_s is not None else ""
+            raise RateLimited(f"Binance {what} on {method} {endpoint}{wait}", code, wait_s, endpoint)
         if 200 <= code < 300 and response is None:
             text = (body or "").strip()
             kind = "an HTML page" if text[:1] == "<" else "an empty body" if not text else "malformed JSON"
@@ -84,13 +68,6 @@ class AssetsyncBinance(AsyncBinance):  # type: ignore[misc]
         return super().handle_errors(
             code, reason, url, method, headers, body, response, request_headers, request_body
         )
-
-
-def _header(headers: dict[str, str] | None, name: str) -> str | None:
-    for k, v in (headers or {}).items():
-        if k.lower() == name.lower():
-            return v
-    return None
 
 
 def rewrite_urls(api_urls: dict[str, Any], base_url: str) -> dict[str, Any]:

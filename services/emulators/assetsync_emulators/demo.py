@@ -29,6 +29,11 @@ from assetsync_emulators.demo_site import SITE_B_ID, SiteB, run_site_b
 from assetsync_emulators.ecb import EcbEmulator
 from assetsync_emulators.feishu import FeishuEmulator
 from assetsync_emulators.feishu_bot import BotEmulator
+from assetsync_emulators.okx import DEMO_API_KEY as OKX_API_KEY
+from assetsync_emulators.okx import DEMO_API_SECRET as OKX_API_SECRET
+from assetsync_emulators.okx import DEMO_PASSPHRASE as OKX_PASSPHRASE
+from assetsync_emulators.okx import OkxEmulator
+from assetsync_emulators.okx import create_app as create_okx_app
 from assetsync_emulators.upstream import UpstreamEmulator, registry_entries
 from assetsync_emulators.xueqiu import DEMO_FUND_HOLDINGS, XueqiuEmulator
 
@@ -41,6 +46,8 @@ SITE_B_SYNC_INTERVAL = 30.0  # seconds between the demo receiver's pulls of site
 async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
     """Serve the emulators and site B (a second gateway the demo's receiver pulls); settings for them."""
     binance_url = stack.enter_context(serve_in_thread(create_app(BinanceEmulator(seed=1))))
+    # The OKX demo account also holds BTC: 持仓 shows it as `BTC` (Binance) and `BTC@OKX`.
+    okx_url = stack.enter_context(serve_in_thread(create_okx_app(OkxEmulator(seed=1))))
     xueqiu = XueqiuEmulator.with_defaults()
     xueqiu_url = stack.enter_context(serve_in_thread(xueqiu.app))
     feishu = FeishuEmulator()
@@ -69,6 +76,12 @@ async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
         "mcp_server": {"app_id": feishu.app_id, "app_secret": feishu.app_secret},
         "asset_sync": {
             "binance": {"api_key": DEMO_API_KEY, "api_secret": DEMO_API_SECRET, "base_url": binance_url},
+            "okx": {
+                "api_key": OKX_API_KEY,
+                "api_secret": OKX_API_SECRET,
+                "password": OKX_PASSPHRASE,
+                "base_url": okx_url,
+            },
             "feishu": {"app_token": feishu.app_token, "base_url": feishu_url},
             "alerts": {"enabled": True, "feishu_webhook": bot.url(bot_url), "alert_on_partial_success": True},
             "fx": {"source": "ecb", "base_url": ecb_url},
@@ -82,8 +95,8 @@ async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
     site_b = await start_site_b(settings, stack)
     deep_merge(overrides, site_b_overrides(site_b))
     print(
-        f"  emulators: binance {binance_url}  xueqiu {xueqiu_url}  feishu {feishu_url}  bot {bot_url}  ecb {ecb_url}"
-        f"  upstream {upstream_url}  site {site_b.site_id} {site_b.url}"
+        f"  emulators: binance {binance_url}  okx {okx_url}  xueqiu {xueqiu_url}  feishu {feishu_url}  "
+        f"bot {bot_url}  ecb {ecb_url}  upstream {upstream_url}  site {site_b.site_id} {site_b.url}"
     )
     return load_settings(
         settings.config_path,
@@ -114,7 +127,7 @@ def write_upstream_registry(settings: Settings, upstream_url: str) -> Path:
 
 
 async def kick_off(stack: Stack) -> asyncio.Task[None]:
-    """Run the first crypto and fund syncs, then a snapshot, in the background; print each outcome."""
+    """Run the first crypto, okx and fund syncs, then a snapshot, in the background; print each outcome."""
     assert stack.rt is not None
     rt = stack.rt
 
@@ -129,7 +142,13 @@ async def kick_off(stack: Stack) -> asyncio.Task[None]:
     async def run() -> None:
         running = {p.name for p in stack.parts if p.state == "running"}
         first = [
-            t for t, owner in (("crypto", "collector-crypto"), ("fund", "collector-fund")) if owner in running
+            t
+            for t, owner in (
+                ("crypto", "collector-crypto"),
+                ("okx", "collector-okx"),
+                ("fund", "collector-fund"),
+            )
+            if owner in running
         ]
         await asyncio.gather(*(one(t) for t in first))  # type: ignore[arg-type]
         # Today's snapshot first: it fetches the (emulated) ECB rates the history is valued with.

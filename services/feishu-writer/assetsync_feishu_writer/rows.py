@@ -9,13 +9,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
-from assetsync.events import Event, Holding, PriceTick, Snapshot, TaskResult
+from assetsync.events import TASK_LABEL, Event, Holding, PriceTick, Snapshot, TaskResult
 from assetsync.feishu import schema as fs
 from assetsync.feishu.holdings import number
 
 Cells = dict[str, Any]
 
-TASK_TYPES = {"crypto": "crypto_sync", "fund": "fund_sync", "snapshot": "snapshot", "backup": "backup"}
+TASK_TYPES = TASK_LABEL
 ERROR_TEXT_LIMIT = 2000
 # Cells the writer derives or sets; anything else in a row belongs to the user and is never touched.
 HOLDING_OWNED = (
@@ -40,6 +40,22 @@ def derived(quantity: float | None, price: float | None, avg_cost: float | None)
     return {fs.VALUE: _r(value), fs.TOTAL_COST: _r(total_cost), fs.PNL: _r(pnl), fs.PNL_PCT: _r(pct)}
 
 
+# Exchanges whose holdings get 持仓 rows of their own, `<资产代码>@<tag>` (BTC on OKX: `BTC@OKX`), beside
+# Binance's rows, which keep the bare code: one row per exchange, so each row's 数量 and 成本价 are
+# that account's and the table's 当前市值 column sums to the total. The tags are reserved: no site
+# may be named OKX.
+EXCHANGE_TAGS: dict[str, str] = {"okx": "OKX"}
+
+
+def exchange_view(e: Event) -> Event:
+    """A tagged exchange's holdings and prices under their 持仓 code (`BTC` from okx -> `BTC@OKX`)."""
+    if isinstance(e, (Holding, PriceTick)):
+        tag = EXCHANGE_TAGS.get(e.source)
+        if tag:
+            return msgspec.structs.replace(e, asset=f"{e.asset}@{tag}")
+    return e
+
+
 def site_view(e: Event, site_id: str, combined: bool) -> Event | None:
     """What this site's tables show of an event (CONTRACTS §5.2): its own data, None for the rest.
 
@@ -58,9 +74,21 @@ def site_view(e: Event, site_id: str, combined: bool) -> Event | None:
     return None
 
 
+def _suffixes(key: str) -> tuple[str, str]:
+    """(exchange tag, site) of a 持仓 key: `BTC@OKX@HOME` -> ("OKX", "HOME"), `BTC` -> ("", "")."""
+    parts = key.split("@")[1:]
+    tag = parts.pop(0) if parts and parts[0] in EXCHANGE_TAGS.values() else ""
+    return tag, parts[-1] if parts else ""
+
+
 def site_of(key: str) -> str:
-    """The site suffix of a 持仓 key (`BTC@HOME` -> `HOME`; '' for this site's own rows)."""
-    return key.rpartition("@")[2] if "@" in key else ""
+    """The site suffix of a 持仓 key (`BTC@HOME` -> `HOME`; '' for this site's own rows, `BTC@OKX` too)."""
+    return _suffixes(key)[1]
+
+
+def exchange_of(key: str) -> str:
+    """The exchange tag of a 持仓 key (`BTC@OKX` -> `OKX`; '' for Binance's and funds' rows)."""
+    return _suffixes(key)[0]
 
 
 def user_owned(existing: Mapping[str, Any] | None, h: Holding) -> bool:

@@ -145,7 +145,7 @@ class FeishuWriter:
         res_idx: list[int] = []
         # Other sites' records never touch this site's rows (they are acked unwritten), unless the
         # user asked for the combined view; `view` keeps the batch's indices for rejections.
-        view = [rows.site_view(e, self.site_id, self.combined) for e in events]
+        view = [rows.site_view(rows.exchange_view(e), self.site_id, self.combined) for e in events]
         for i, e in enumerate(view):
             if e is None:
                 continue
@@ -274,17 +274,19 @@ class FeishuWriter:
             out.created[name] += len(creates)
 
     async def _drop_sold(self, results: Sequence[TaskResult], out: Outcome) -> None:
-        """A crypto run's complete asset list: 加密货币 rows for assets no longer held are deleted.
+        """A crypto or okx run's complete asset list: 加密货币 rows for assets no longer held are deleted.
 
-        Each site's run prunes only that site's rows (another site's are `<asset>@<site>`).
+        Each site's run prunes only that site's rows (another site's are `<asset>@<site>`), and each
+        exchange's run only that exchange's rows (OKX's are `<asset>@OKX`).
         """
         ids = await self._ensure_tables()
-        keep: dict[str, set[str]] = {}
+        keep: dict[tuple[str, str], set[str]] = {}
         for r in results:
-            if r.task == "crypto" and r.status != "failed" and r.assets is not None:
+            if r.task in ("crypto", "okx") and r.status != "failed" and r.assets is not None:
                 site = "" if r.origin in ("", self.site_id) else rows.asset_key(r.origin)
-                suffix = f"@{r.origin}" if site else ""
-                keep[site] = {rows.asset_key(a + suffix) for a in r.assets}
+                tag = rows.EXCHANGE_TAGS.get(r.source, "") if r.task == "okx" else ""
+                suffix = (f"@{tag}" if tag else "") + (f"@{r.origin}" if site else "")
+                keep[(site, tag)] = {rows.asset_key(a + suffix) for a in r.assets}
         if not keep:
             return
         await self._fresh(self._holdings, self._load_holdings)
@@ -293,8 +295,8 @@ class FeishuWriter:
             k
             for k, (_, cells) in cache.items()
             if cells.get(fs.ASSET_TYPE) == fs.TYPE_CRYPTO
-            and (site := rows.site_of(k)) in keep
-            and k not in keep[site]
+            and (owner := (rows.site_of(k), rows.exchange_of(k))) in keep
+            and k not in keep[owner]
         ]
         if not stale:
             return

@@ -173,7 +173,11 @@ class StoreService:
         try:
             # Read back after the prune so assets no longer held disappear from the gauge.
             # This site's own assets (the gauge has no site label; other sites export their own).
-            holdings = await self.db.fetchall("SELECT asset, currency, value FROM holdings WHERE origin = ''")
+            # One asset held on two exchanges (BTC on Binance and OKX) is one series: their sum.
+            holdings = await self.db.fetchall(
+                "SELECT asset, currency, SUM(value) AS value FROM holdings WHERE origin = ''"
+                " AND value IS NOT NULL GROUP BY asset, currency"
+            )
             last: list[sqlite3.Row] = []
             backup: list[sqlite3.Row] = []
             if at_start:  # a restarted store reports what the previous run left behind

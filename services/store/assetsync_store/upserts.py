@@ -188,7 +188,7 @@ class Rows:
                 self.sync_logs.append(sync_log_row(e, origin))
                 if not origin:  # only this site's CLIs wait for their results
                     self.task_ids.append(e.command_id)
-                if e.assets is not None and e.status != "failed" and e.task in ("crypto", "fund"):
+                if e.assets is not None and e.status != "failed" and e.task in ("crypto", "fund", "okx"):
                     self.prunes.append((origin, e.source, list(e.assets), e.started_at))
             case ev.BackupResult():
                 self.backups.append(

@@ -341,7 +341,9 @@ def price_series(
     if rng not in RANGE_DAYS:
         raise ValueError(f"range: expected one of {', '.join(RANGE_DAYS)}")
     h = conn.execute(
-        "SELECT source, currency, avg_cost, price, name, asset_type FROM holdings WHERE asset = ? AND origin = ?",
+        # Held on two exchanges: the one with klines (Binance's collector stores them; OKX's does not).
+        "SELECT source, currency, avg_cost, price, name, asset_type FROM holdings WHERE asset = ? AND origin = ?"
+        " ORDER BY source = 'okx'",
         (asset, origin),
     ).fetchone()
     if h is None:
