@@ -348,7 +348,8 @@ async def _up(
 def _print_parts(stack: Stack) -> None:
     for p in stack.parts:
         if p.state == "running":
-            print(f"  {p.name:<17} running")
+            note = getattr(p.service, "note", "")  # e.g. collector-crypto without keys
+            print(f"  {p.name:<17} running" + (f" — {note}" if note else ""))
         elif p.state == "off":
             print(f"  {p.name:<17} off — {p.reason}")
         else:
