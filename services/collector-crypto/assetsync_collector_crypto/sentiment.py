@@ -204,8 +204,9 @@ class FearGreedPoller:
         self.failing = f"{kind}: {reason}"
 
     def health(self) -> tuple[bool, str]:
+        """Always ok (an outage of alternative.me is not this process's ill health); says how fetches go."""
         if self.failing:
-            return False, f"fear & greed failing: {self.failing}"
+            return True, f"fear & greed failing: {self.failing}"
         if self.last is None:
             return True, "fear & greed: first fetch pending"
         return True, f"fear & greed {self.last.value} ({self.last.classification})"

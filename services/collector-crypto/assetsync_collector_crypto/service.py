@@ -101,9 +101,10 @@ def build(rt: Runtime) -> Service | Disabled:
     settings = rt.settings
     conf = settings.config.asset_sync.binance
     keyed = settings.binance_on()
-    # `asset_sync.binance.enabled: false` turns off every Binance call, the public ones too.
-    watching = settings.market_on() and conf.enabled is not False
-    sentiment = settings.fear_greed_on()
+    # `asset_sync.binance.enabled: false` turns off every Binance call, the public ones too. The
+    # pollers run like schedulers: in `up`, not in one-shot `task` / `run-once` stacks.
+    watching = rt.scheduling and settings.market_on() and conf.enabled is not False
+    sentiment = rt.scheduling and settings.fear_greed_on()
     if not (keyed or watching or sentiment):
         if conf.enabled is False:
             return Disabled("asset_sync.binance.enabled is false")

@@ -108,7 +108,7 @@ CORE_ASSETS: dict[str, AssetModel] = {
 # More liquid spot coins quoted in USDT (a 50-coin watch list has real markets to poll):
 # code, typical USD price, hourly vol, daily quote volume.
 LISTED_ASSETS: tuple[tuple[str, float, float, float], ...] = (
-    ("AVAX", 28.4, 0.014, 2e8), ("DOT", 6.12, 0.012, 1e8), ("TRX", 0.121, 0.008, 1e8),
+    ("AVAX", 28.4, 0.014, 2e8), ("TON", 5.43, 0.012, 1e8), ("TRX", 0.121, 0.008, 1e8),
     ("POL", 0.41, 0.014, 5e7), ("LTC", 71.3, 0.011, 2e8), ("BCH", 382.0, 0.012, 1e8),
     ("ATOM", 6.95, 0.012, 6e7), ("NEAR", 5.21, 0.015, 1e8), ("APT", 8.74, 0.015, 8e7),
     ("ARB", 0.81, 0.016, 9e7), ("OP", 1.72, 0.016, 7e7), ("FIL", 4.63, 0.014, 6e7),
