@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from assetsync.embedded import EmbeddedNats
 from assetsync.config import Settings
+from assetsync.embedded import EmbeddedNats
 from assetsync.events import FeedRecord, Holding, KlineBatch, MarketTicks, TaskResult
 from assetsync.metrics import Metrics
 from assetsync.runtime import open_runtime

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from assetsync.config import MarketConf
 from assetsync.events import Candle
 from assetsync_collector_crypto.state import CryptoState
@@ -44,7 +46,7 @@ def test_ticks_name_missing_markets_and_never_invent_prices() -> None:
     symbols, missing = split_markets(["BTC", "ETH", "LUNA", "NOPE", "SOL"], "USDT", markets)
     assert symbols == {"BTC": "BTC/USDT", "ETH": "ETH/USDT", "SOL": "SOL/USDT"}
     assert missing == ["LUNA", "NOPE"]
-    tickers = {
+    tickers: dict[str, dict[str, Any]] = {
         "BTC/USDT": {"last": 68000.5, "quoteVolume": 1.5e9},
         "ETH/USDT": {"last": 3400.0, "quoteVolume": None},
         "SOL/USDT": {"last": 0.0, "quoteVolume": 3.0},  # no trade: no price (not 0)
@@ -72,7 +74,7 @@ def test_klines_due_backfill_then_only_after_new_closes() -> None:
 
 def test_closed_candles_only() -> None:
     now = 10 * HOUR + 30 * 60_000
-    rows = [
+    rows: list[list[Any]] = [
         [8 * HOUR, "1", "2", "0.5", "1.5", "10"],
         [9 * HOUR, 1.5, 2.5, 1.0, 2.0, 12.0],
         [10 * HOUR, 2.0, 2.1, 1.9, 2.05, 3.0],  # still open at `now`
