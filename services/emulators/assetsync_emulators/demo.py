@@ -18,6 +18,7 @@ from assetsync.outcome import headline
 from assetsync.stack import Stack
 from assetsync.tasks import TaskTimeout, request_task
 
+from assetsync_emulators.alternative_me import AlternativeMeEmulator
 from assetsync_emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEmulator, create_app
 from assetsync_emulators.common import serve_in_thread
 from assetsync_emulators.ecb import EcbEmulator
@@ -31,7 +32,7 @@ DAY_MS = 86_400_000
 
 
 async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
-    """Serve the Binance, Xueqiu/Danjuan, Feishu and group-bot emulators; settings pointing at them."""
+    """Serve the Binance, Xueqiu/Danjuan, Feishu, group-bot, ECB and alternative.me emulators; settings pointing at them."""
     binance_url = stack.enter_context(serve_in_thread(create_app(BinanceEmulator(seed=1))))
     xueqiu = XueqiuEmulator.with_defaults()
     xueqiu_url = stack.enter_context(serve_in_thread(xueqiu.app))
@@ -55,6 +56,8 @@ async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
     # USDT→CNY for the 历史 totals comes from the emulated ECB reference rates, as it would for real.
     ecb = EcbEmulator()
     ecb_url = stack.enter_context(serve_in_thread(ecb.app))
+    # FG001 from the emulated alternative.me fear & greed API (the watch list is the default one).
+    fng_url = stack.enter_context(serve_in_thread(AlternativeMeEmulator().app))
     overrides: dict[str, Any] = {
         "mcp_server": {"app_id": feishu.app_id, "app_secret": feishu.app_secret},
         "asset_sync": {
@@ -66,10 +69,12 @@ async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
             "assets": {"crypto": {"kline_backfill_hours": HISTORY_DAYS * 24}},
         },
         "sync_gateway": {"site_id": "demo"},
+        "market": {"fear_greed": {"base_url": fng_url}},
     }
     deep_merge(overrides, xueqiu.config_overrides(xueqiu_url, with_funds=False))
     print(
         f"  emulators: binance {binance_url}  xueqiu {xueqiu_url}  feishu {feishu_url}  bot {bot_url}  ecb {ecb_url}"
+        f"  alternative.me {fng_url}"
     )
     return load_settings(
         settings.config_path,
