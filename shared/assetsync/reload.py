@@ -29,6 +29,13 @@ LIVE: tuple[tuple[str, str], ...] = (
     ("asset_sync.scheduler.holidays", "collector-fund"),
     ("asset_sync.binance.", "collector-crypto"),
     ("asset_sync.assets.crypto.", "collector-crypto"),
+    # The watch-list and fear & greed pollers read these each round (`enabled` needs a restart).
+    ("market.watchlist", "collector-crypto"),
+    ("market.quote", "collector-crypto"),
+    ("market.interval_seconds", "collector-crypto"),
+    ("market.fear_greed.base_url", "collector-crypto"),
+    ("market.fear_greed.interval_seconds", "collector-crypto"),
+    ("market.fear_greed.timeout_seconds", "collector-crypto"),
     ("asset_sync.fx.", "store"),
     ("asset_sync.fx_rates", "store"),
     ("asset_sync.base_currency", "store"),

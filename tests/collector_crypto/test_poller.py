@@ -156,3 +156,24 @@ async def test_rate_limit_waits_and_a_delisting_becomes_missing(bench: Bench) ->
     await poller.step()  # exchangeInfo again: AVAX is now missing, not an error
     await wait_for(lambda: len(bench.ticks) == 2, what="ticks after the delisting")
     assert bench.ticks[1].missing == ["AVAX", "LUNA", "NOPE"] and set(bench.ticks[1].prices) == {"BTC", "ETH"}
+
+
+async def test_reloaded_watch_list_applies_from_the_next_slot(bench: Bench, make_settings: Any) -> None:
+    await bench.poller.step()
+    await wait_for(lambda: bench.ticks, what="the first MarketTicks")
+    old = bench.poller.settings
+    url = old.config.asset_sync.binance.base_url
+    await bench.poller.reconfigure(
+        make_settings(
+            {
+                "asset_sync": {"binance": {"base_url": url, "timeout_seconds": 3}},
+                "market": {"watchlist": ["SOL", "TON"], "interval_seconds": 60},
+            }
+        )
+    )
+    bench.clock.now += 60
+    await bench.poller.step()
+    await wait_for(lambda: len(bench.ticks) == 2, what="ticks of the new list")
+    assert set(bench.ticks[1].prices) == {"SOL", "TON"} and bench.ticks[1].missing == []
+    # The new coins are backfilled; the old ones' cursors are dropped.
+    assert {s for s, _ in bench.poller.cursors} == {"SOL/USDT", "TON/USDT"}
