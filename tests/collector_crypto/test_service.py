@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from assetsync.config import Settings
 from assetsync.embedded import EmbeddedNats
-from assetsync.events import FeedRecord, Holding, KlineBatch, MarketTicks, TaskResult
+from assetsync.events import Event, FeedRecord, Holding, KlineBatch, MarketTicks, TaskResult
 from assetsync.metrics import Metrics
 from assetsync.runtime import open_runtime
 from assetsync.service import Disabled
@@ -41,11 +41,19 @@ def crypto_overrides(url: str) -> dict[str, Any]:
     }
 
 
+class _Publisher:
+    async def publish_many(self, events: Sequence[Event]) -> None:
+        raise AssertionError("build() must not publish")
+
+
 class _Rt:
+    """What build() reads of a Runtime (it starts nothing)."""
+
     def __init__(self, settings: Settings, scheduling: bool = True) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.scheduling = scheduling
+        self.publisher = _Publisher()
 
 
 def test_disabled_without_credentials_and_market_data(make_settings: Any) -> None:
@@ -181,3 +189,28 @@ async def test_scheduled_slot_runs_once_across_two_replicas(
             for svc in replicas
         ]
         assert sum(runs) == 2  # two slots, each run by exactly one replica
+
+
+def test_up_prints_the_keyless_mode_in_one_line(
+    make_settings: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from assetsync.cli import _print_parts
+    from assetsync.stack import Part
+
+    svc = build(_Rt(make_settings({"market": {"fear_greed": {"enabled": False}}})))  # type: ignore[arg-type]
+    assert isinstance(svc, CryptoCollector)
+
+    class _Stack:
+        def __init__(self) -> None:
+            self.parts = [
+                Part("collector-crypto", "running", service=svc),
+                Part("alerter", "off", "no webhook"),
+            ]
+
+    _print_parts(_Stack())  # type: ignore[arg-type]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "  collector-crypto  running — public market data only "
+        "(asset_sync.binance.api_key / api_secret not set)",
+        "  alerter           off — no webhook",
+    ]
