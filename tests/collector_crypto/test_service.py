@@ -200,12 +200,11 @@ def test_up_prints_the_keyless_mode_in_one_line(
     svc = build(_Rt(make_settings({"market": {"fear_greed": {"enabled": False}}})))  # type: ignore[arg-type]
     assert isinstance(svc, CryptoCollector)
 
+    parts = [Part("collector-crypto", "running", service=svc), Part("alerter", "off", "no webhook")]
+
     class _Stack:
         def __init__(self) -> None:
-            self.parts = [
-                Part("collector-crypto", "running", service=svc),
-                Part("alerter", "off", "no webhook"),
-            ]
+            self.parts = parts
 
     _print_parts(_Stack())  # type: ignore[arg-type]
     lines = capsys.readouterr().out.splitlines()
