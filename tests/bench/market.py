@@ -32,8 +32,8 @@ from assetsync_emulators.common import free_port
 ROOT = Path(__file__).resolve().parents[2]
 TARGET_PCT = 10.0
 TICKS = os.sysconf("SC_CLK_TCK")
-KLINE_CALLS = re.compile(
-    r'assetsync_external_api_calls_total\{endpoint="GET /api/v3/klines",service="binance"\} (\S+)'
+CALLS = re.compile(
+    r'assetsync_external_api_calls_total\{endpoint="GET /api/v3/(\w+)[^"]*",service="binance"\} (\S+)'
 )
 
 
@@ -103,14 +103,17 @@ def tree_cpu(root: int) -> float:
     return total / TICKS
 
 
-def kline_calls(metrics_port: int) -> float:
+def calls(metrics_port: int) -> dict[str, float]:
+    """Binance calls so far by endpoint (`klines`, `ticker`, `exchangeInfo`, ...), from `/metrics`."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as resp:
             text = resp.read().decode()
     except OSError:
-        return 0.0
-    m = KLINE_CALLS.search(text)
-    return float(m.group(1)) if m else 0.0
+        return {}
+    out: dict[str, float] = {}
+    for name, n in CALLS.findall(text):
+        out[name] = out.get(name, 0.0) + float(n)
+    return out
 
 
 def ready(metrics_port: int) -> bool:
@@ -146,12 +149,14 @@ def arm(name: str, urls: dict[str, str], watch: list[str] | None, minutes: float
             if watch is not None:
                 need = 3 * len(watch)
                 wait(
-                    lambda: kline_calls(metrics_port) >= need, 300, f"arm {name}: {need} backfill kline calls"
+                    lambda: calls(metrics_port).get("klines", 0) >= need,
+                    300,
+                    f"arm {name}: {need} backfill kline calls",
                 )
             time.sleep(settle)
-            c0, t0 = tree_cpu(proc.pid), time.monotonic()
+            c0, t0, n0 = tree_cpu(proc.pid), time.monotonic(), calls(metrics_port)
             time.sleep(minutes * 60)
-            c1, t1 = tree_cpu(proc.pid), time.monotonic()
+            c1, t1, n1 = tree_cpu(proc.pid), time.monotonic(), calls(metrics_port)
             if proc.poll() is not None:
                 raise RuntimeError(f"arm {name}: `up` exited with {proc.returncode}")
         finally:
@@ -163,8 +168,11 @@ def arm(name: str, urls: dict[str, str], watch: list[str] | None, minutes: float
                 proc.wait()
             log.close()
         pct = (c1 - c0) / (t1 - t0) * 100.0
+        made = ", ".join(f"{k} {n1[k] - n0.get(k, 0):g}" for k in sorted(n1) if n1[k] > n0.get(k, 0))
         print(
-            f"  arm {name}: {pct:5.2f} % of one core  ({c1 - c0:.2f} CPU s over {t1 - t0:.0f} s)", flush=True
+            f"  arm {name}: {pct:5.2f} % of one core  ({c1 - c0:.2f} CPU s over {t1 - t0:.0f} s; "
+            f"Binance calls in the window: {made or 'none'})",
+            flush=True,
         )
         return pct
 
