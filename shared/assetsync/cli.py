@@ -352,7 +352,7 @@ async def _up(
 def _print_parts(stack: Stack) -> None:
     for p in stack.parts:
         if p.state == "running":
-            # A running service may say how it runs (collector-okx: public data only, without keys).
+            # A running service may say how it runs (public data only, without keys).
             note = getattr(p.service, "note", "")
             print(f"  {p.name:<17} running{f' — {note}' if note else ''}")
         elif p.state == "off":

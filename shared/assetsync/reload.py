@@ -30,6 +30,14 @@ LIVE: tuple[tuple[str, str], ...] = (
     ("asset_sync.binance.", "collector-crypto"),
     ("asset_sync.assets.crypto.", "collector-crypto"),
     ("asset_sync.okx.", "collector-okx"),
+    # The watch-list and fear & greed pollers read these each round (`enabled` needs a restart).
+    ("market.watchlist", "collector-crypto"),
+    ("market.watchlist", "market"),
+    ("market.quote", "collector-crypto"),
+    ("market.interval_seconds", "collector-crypto"),
+    ("market.fear_greed.base_url", "collector-crypto"),
+    ("market.fear_greed.interval_seconds", "collector-crypto"),
+    ("market.fear_greed.timeout_seconds", "collector-crypto"),
     ("asset_sync.fx.", "store"),
     ("asset_sync.fx_rates", "store"),
     ("asset_sync.base_currency", "store"),
@@ -37,7 +45,6 @@ LIVE: tuple[tuple[str, str], ...] = (
     ("asset_sync.alerts.alert_on_partial_success", "alerter"),
     ("asset_sync.alerts.min_success_rate", "alerter"),
     ("asset_sync.alerts.reminder_minutes", "alerter"),
-    ("market.watchlist", "market"),
 )
 
 
@@ -82,8 +89,8 @@ def classify(keys: Sequence[str], running: set[str]) -> tuple[list[str], list[st
     applied: list[str] = []
     restart: list[str] = []
     for key in keys:
-        owner = next((svc for pre, svc in LIVE if key == pre.rstrip(".") or key.startswith(pre)), None)
-        (applied if owner is not None and owner in running else restart).append(key)
+        owners = {svc for pre, svc in LIVE if key == pre.rstrip(".") or key.startswith(pre)}
+        (applied if owners & running else restart).append(key)
     return applied, restart
 
 

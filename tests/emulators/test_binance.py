@@ -253,3 +253,32 @@ def test_price_paths_are_deterministic() -> None:
     m1, m2 = a.markets["DOGEUSDT"], b.markets["DOGEUSDT"]
     assert a.prices.candle(m1, t, MINUTE_MS, t + HOUR_MS) == b.prices.candle(m2, t, MINUTE_MS, t + HOUR_MS)
     assert BinanceEmulator(seed=10).prices.at(m1, t) != a.prices.at(m1, t)
+
+
+async def test_fifty_usdt_markets_and_one_delisted(
+    emu_url: tuple[BinanceEmulator, str], exchange: AssetsyncBinance
+) -> None:
+    emu, url = emu_url
+    markets = await exchange.load_markets()
+    trading = sorted(m["base"] for m in markets.values() if m["quote"] == "USDT" and m["active"])
+    assert len(trading) >= 50 and {"BTC", "ETH", "AVAX", "PEPE"} <= set(trading)
+    assert markets["LUNA/USDT"]["active"] is False  # status BREAK: listed, not trading
+    symbols = [f"{b}/USDT" for b in trading[:50]]
+    tickers = await exchange.fetch_tickers(symbols)  # one ticker/24hr?symbols=[...] call
+    assert sorted(tickers) == sorted(symbols)
+    assert all(t["last"] > 0 and t["quoteVolume"] > 0 for t in tickers.values())
+    assert emu.switch.count("/api/v3/ticker/24hr") == 1
+    async with httpx.AsyncClient(base_url=url) as http:
+        ids = '["BTCUSDT","AVAXUSDT"]'
+        prices = (await http.get("/api/v3/ticker/price", params={"symbols": ids})).json()
+        assert [p["symbol"] for p in prices] == ["BTCUSDT", "AVAXUSDT"] and float(prices[1]["price"]) > 0
+        gone = await http.get("/api/v3/klines", params={"symbol": "LUNAUSDT", "interval": "1h"})
+        assert (gone.status_code, gone.json()["code"]) == (400, -1121)
+    now = emu.now_ms()
+    for interval, step, count in (("1m", MINUTE_MS, 60), ("1h", HOUR_MS, 168), ("1d", 24 * HOUR_MS, 30)):
+        since = (now // step - count) * step
+        rows = await exchange.fetch_ohlcv("AVAX/USDT", interval, since=since, limit=count)
+        assert [r[0] for r in rows] == [since + i * step for i in range(count)]
+        assert all(r[3] <= min(r[1], r[4]) <= max(r[1], r[4]) <= r[2] for r in rows)
+        again = await exchange.fetch_ohlcv("AVAX/USDT", interval, since=since, limit=count)
+        assert again[:-1] == rows[:-1]  # a deterministic walk (the newest candle may still be open)

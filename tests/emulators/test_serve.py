@@ -42,8 +42,9 @@ def test_serves_every_emulator_and_stops_on_sigterm(
     served: tuple[subprocess.Popen[str], dict[str, str]],
 ) -> None:
     proc, urls = served
-    assert set(urls) == {"binance", "xueqiu", "feishu", "bot", "okx", "xueqiu_cookie"}
-    assert all(urls[k].startswith("http://127.0.0.1:") for k in ("binance", "xueqiu", "feishu", "bot", "okx"))
+    assert set(urls) == {"binance", "xueqiu", "feishu", "bot", "okx", "alternative_me", "xueqiu_cookie"}
+    servers = ("binance", "xueqiu", "feishu", "bot", "okx", "alternative_me")
+    assert all(urls[k].startswith("http://127.0.0.1:") for k in servers)
     assert urls["xueqiu_cookie"].startswith("xq_a_token=deadbeef;")
     with httpx.Client(timeout=10) as c:
         query = signed_query({"timestamp": 0, "recvWindow": 60000}, DEMO_API_SECRET)
@@ -80,6 +81,8 @@ def test_serves_every_emulator_and_stops_on_sigterm(
             json={"msg_type": "text", "content": {"text": "hi"}},
         )
         assert hook.json()["code"] == 0
+        fng = c.get(f"{urls['alternative_me']}/fng/", params={"limit": 1}).json()
+        assert fng["name"] == "Fear and Greed Index" and 0 <= int(fng["data"][0]["value"]) <= 100
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
 

@@ -94,6 +94,7 @@ async def test_two_collector_replicas_run_a_scheduled_slot_once(
         "nats": {"prefix": prefix},
         "metrics": {"port": 0},
         "sync_gateway": {"enabled": False},
+        "market": {"fear_greed": {"enabled": False}},  # no internet in tests
     }
     (tmp_path / "config.json").write_text(json.dumps(config))
     env = {**os.environ, "PYTHONTZPATH": str(tzdir)}

@@ -39,6 +39,7 @@ def write_config(tmp: Path, url: str, cookie: str, **extra: Any) -> None:
         },
         "sync_gateway": {"enabled": False},
         "metrics": {"port": 0},
+        "market": {"enabled": False},  # no internet in tests (a keyless site polls public market data)
     }
     conf["asset_sync"].update(extra)
     (tmp / "config.json").write_text(json.dumps(conf))

@@ -15,6 +15,9 @@ last 1m candle, the ticker's `lastPrice` is the current 1m close, and `ETHBTC` â
 The account (`BinanceEmulator(seed=, size=)`) holds BTC, ETH, SOL, DOGE, BNB, a leveraged token,
 an asset quoted only in BTC, one with no market at all, dust and USDT, each with a coherent fill history
 (buys and sells, fees in the base asset, the quote asset or BNB); `size=N` adds generated assets up to N.
+Besides the account's markets it lists 42 more USDT markets of real coins (`LISTED_ASSETS`: with the
+core ones, 54 bases trade against USDT) and one halted market, `LUNAUSDT` (status BREAK, as Binance
+marks a delisted pair), so a watch list of 50 coins has markets to poll and one to find missing.
 Faults: the shared `FaultSwitch` (5xx, 429/418, timeouts, HTML, truncated JSON) plus `delist()`,
 `trade()` and `set_balance()` to change the exchange under a running client.
 """
@@ -101,6 +104,29 @@ CORE_ASSETS: dict[str, AssetModel] = {
         AssetModel("LINK", 14.2, 0.012, 8e7),
     )
 }
+
+# More liquid spot coins quoted in USDT (a 50-coin watch list has real markets to poll):
+# code, typical USD price, hourly vol, daily quote volume.
+LISTED_ASSETS: tuple[tuple[str, float, float, float], ...] = (
+    ("AVAX", 28.4, 0.014, 2e8), ("TON", 5.43, 0.012, 1e8), ("TRX", 0.121, 0.008, 1e8),
+    ("POL", 0.41, 0.014, 5e7), ("LTC", 71.3, 0.011, 2e8), ("BCH", 382.0, 0.012, 1e8),
+    ("ATOM", 6.95, 0.012, 6e7), ("NEAR", 5.21, 0.015, 1e8), ("APT", 8.74, 0.015, 8e7),
+    ("ARB", 0.81, 0.016, 9e7), ("OP", 1.72, 0.016, 7e7), ("FIL", 4.63, 0.014, 6e7),
+    ("ICP", 9.35, 0.015, 4e7), ("ETC", 22.1, 0.012, 6e7), ("XLM", 0.094, 0.010, 3e7),
+    ("UNI", 7.42, 0.013, 6e7), ("AAVE", 128.0, 0.014, 5e7), ("INJ", 21.5, 0.017, 5e7),
+    ("SUI", 1.08, 0.018, 1e8), ("SEI", 0.34, 0.018, 4e7), ("TIA", 5.87, 0.018, 4e7),
+    ("RUNE", 4.12, 0.017, 3e7), ("ALGO", 0.142, 0.012, 2e7), ("HBAR", 0.071, 0.012, 2e7),
+    ("VET", 0.0231, 0.012, 1.5e7), ("SAND", 0.284, 0.014, 2e7), ("MANA", 0.302, 0.014, 1.5e7),
+    ("AXS", 5.36, 0.014, 1.2e7), ("GRT", 0.168, 0.014, 2e7), ("CRV", 0.297, 0.016, 2e7),
+    ("MKR", 2210.0, 0.013, 2e7), ("LDO", 1.31, 0.016, 2.5e7), ("PEPE", 0.0000089, 0.022, 3e8),
+    ("WIF", 1.93, 0.025, 2e8), ("FET", 1.21, 0.02, 8e7), ("STX", 1.62, 0.017, 2e7),
+    ("IMX", 1.38, 0.016, 1.5e7), ("EGLD", 27.9, 0.013, 1e7), ("THETA", 1.19, 0.014, 1e7),
+    ("KSM", 31.4, 0.013, 1.5e7), ("DASH", 24.6, 0.013, 1e7), ("XTZ", 0.68, 0.012, 8e6),
+)  # fmt: skip
+
+# A coin whose only market is halted (status BREAK, as Binance marks delisted pairs): in
+# exchangeInfo, absent from tickers and klines.
+DELISTED_ASSET = "LUNA"
 
 # Spot markets (base, quote) of the core set; PIVX trades only against BTC, ETHW has no market.
 CORE_MARKETS: tuple[tuple[str, str], ...] = (
@@ -506,6 +532,11 @@ class BinanceEmulator:
     def _build(self, size: int | None, history_days: int) -> None:
         for base, quote in CORE_MARKETS:
             self._add_market(base, quote)
+        for code, usd, vol, volume in LISTED_ASSETS:
+            self.assets[code] = AssetModel(code, usd, vol, volume)
+            self._add_market(code, "USDT")
+        self.assets[DELISTED_ASSET] = AssetModel(DELISTED_ASSET, 0.000123, 0.03, 0.0)
+        self._add_market(DELISTED_ASSET, "USDT").status = "BREAK"
         held = ["BTC", "ETH", "SOL", "DOGE", "BNB", "BTCDOWN", "PIVX", "SHIB"]
         extra = max(0, (size or 0) - len(held) - 2)  # + ETHW and USDT
         rng = random.Random(self.seed * 7919 + 17)

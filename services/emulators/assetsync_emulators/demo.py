@@ -23,6 +23,7 @@ from assetsync.secrets import mask_urls
 from assetsync.stack import Stack
 from assetsync.tasks import TaskTimeout, request_task
 
+from assetsync_emulators.alternative_me import AlternativeMeEmulator
 from assetsync_emulators.binance import DEMO_API_KEY, DEMO_API_SECRET, BinanceEmulator, create_app
 from assetsync_emulators.common import serve_in_thread
 from assetsync_emulators.demo_site import SITE_B_ID, SiteB, run_site_b
@@ -72,6 +73,8 @@ async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
     ecb_url = stack.enter_context(serve_in_thread(ecb.app))
     upstream_url = stack.enter_context(serve_in_thread(UpstreamEmulator().app))
     registry = write_upstream_registry(settings, upstream_url)
+    # FG001 from the emulated alternative.me fear & greed API (the watch list is the default one).
+    fng_url = stack.enter_context(serve_in_thread(AlternativeMeEmulator().app))
     overrides: dict[str, Any] = {
         "mcp_server": {"app_id": feishu.app_id, "app_secret": feishu.app_secret},
         "asset_sync": {
@@ -90,13 +93,15 @@ async def start_demo(settings: Settings, stack: AsyncExitStack) -> Settings:
         },
         # The original host's 9 strategy codes (AN…, ES…, PI001, V1V2001, ME001) from its emulator.
         "sync_gateway": {"site_id": "demo", "registry": str(registry)},
+        "market": {"fear_greed": {"base_url": fng_url}},
     }
     deep_merge(overrides, xueqiu.config_overrides(xueqiu_url, with_funds=False))
     site_b = await start_site_b(settings, stack)
     deep_merge(overrides, site_b_overrides(site_b))
     print(
         f"  emulators: binance {binance_url}  okx {okx_url}  xueqiu {xueqiu_url}  feishu {feishu_url}  "
-        f"bot {bot_url}  ecb {ecb_url}  upstream {upstream_url}  site {site_b.site_id} {site_b.url}"
+        f"bot {bot_url}  ecb {ecb_url}  alternative.me {fng_url}  upstream {upstream_url}  "
+        f"site {site_b.site_id} {site_b.url}"
     )
     return load_settings(
         settings.config_path,

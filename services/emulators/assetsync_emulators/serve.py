@@ -1,7 +1,7 @@
-"""Serve the Binance, Xueqiu/Danjuan, Feishu open-platform, Feishu-bot and OKX emulators as one process.
+"""Serve the Binance, OKX, Xueqiu/Danjuan, Feishu open-platform, Feishu-bot and alternative.me emulators as one process.
 
 `python -m assetsync_emulators.serve --host 0.0.0.0 --binance-port 8001 --xueqiu-port 8002
---feishu-port 8003 --bot-port 8004 --okx-port 8005 --xueqiu-token T` runs them in a container of their own (the
+--feishu-port 8003 --bot-port 8004 --okx-port 8005 --alternative-me-port 8006 --xueqiu-token T` runs them in a container of their own (the
 deploy test's stand-in for the real exchanges and Feishu). Port 0 picks a free port; the line
 printed once every emulator listens is JSON: the name of each emulator -> its base URL. The Feishu
 tenant starts with the 持仓/历史/日志 tables and the demo's hand-kept fund rows, as `up --demo` has.
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp
 
+from assetsync_emulators.alternative_me import AlternativeMeEmulator
 from assetsync_emulators.binance import BinanceEmulator, create_app
 from assetsync_emulators.common import serve
 from assetsync_emulators.feishu import FeishuEmulator
@@ -41,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--feishu-port", type=int, default=0, help="Feishu open platform port (0 = any free)")
     p.add_argument("--bot-port", type=int, default=0, help="Feishu group-bot webhook port (0 = any free)")
     p.add_argument("--okx-port", type=int, default=0, help="OKX v5 REST API port (0 = any free)")
+    p.add_argument(
+        "--alternative-me-port", type=int, default=0, help="alternative.me fear & greed port (0 = any free)"
+    )
     p.add_argument("--seed", type=int, default=1, help="Binance account and price model seed (default 1)")
     p.add_argument(
         "--binance-assets",
@@ -82,6 +86,7 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
         ("feishu", seeded_feishu().app, args.feishu_port),
         ("bot", BotEmulator().app, args.bot_port),
         ("okx", create_okx_app(OkxEmulator(seed=args.seed)), args.okx_port),
+        ("alternative_me", AlternativeMeEmulator(seed=args.seed).app, args.alternative_me_port),
     ]
     async with contextlib.AsyncExitStack() as stack:
         urls = {
