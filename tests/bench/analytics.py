@@ -1,4 +1,4 @@
-"""`./run bench analytics`: the market service alone (simulated time) — its CPU for a 50-coin watch list."""
+"""`./run bench analytics`: the market service alone (simulated time) — its CPU for a 50-coin watch list.
 
 Simulated time: each minute brings one watch-list poll (50 prices) and 50 one-minute KlineBatches,
 each hour 50 one-hour KlineBatches (a SAR recomputation per coin); after every minute the service
