@@ -523,10 +523,13 @@ class StopGuard:
             self._timer.cancel()
 
     def force(self, why: str = "second signal") -> None:
-        sys.stderr.write(
-            f"assetsync: {why}; exiting now (unacknowledged events are redelivered on the next start)\n"
-        )
-        sys.stderr.flush()
+        # stderr may be a pipe to a parent that is gone (a supervisor killed outright): a failed write
+        # must not keep the process from exiting.
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(
+                f"assetsync: {why}; exiting now (unacknowledged events are redelivered on the next start)\n"
+            )
+            sys.stderr.flush()
         if self.owner is not None and self.owner.server is not None:
             with contextlib.suppress(Exception):
                 self.owner.server.stop(timeout=1.0)

@@ -7,8 +7,8 @@ greed. Both have the same Binance account (keys, hourly sync) and whatever other
 present. Once steady (the stack ready and, in arm B, the first kline backfill of 150 calls done, then
 a settle pause), the CPU seconds of `up`'s whole process tree (/proc: every live descendant, the
 embedded nats-server included, plus reaped children) are read over a window (`--minutes`, default 3).
-The 1m klines are fetched every 5 closed minutes and 1h/1d ones when an hour/day closes, so a 3-minute
-window may hold no 1m refetch: `--minutes 5` or more includes one.
+1h/1d klines are fetched when an hour/day closes (1m ones only when a coin joins), so a window that
+crosses a full hour includes one round of 50 kline calls.
 """
 
 from __future__ import annotations

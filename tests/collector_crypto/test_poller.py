@@ -103,7 +103,7 @@ async def test_ticks_missing_and_klines_over_nats(bench: Bench) -> None:
             assert candles[-1].open_time + 2 * step > now_ms  # up to the last closed one
     assert emu.switch.count("/api/v3/klines") == 9
 
-    # The same slot again: nothing; the next minute: ticks, no klines (fewer than 5 new 1m candles).
+    # The same slot again: nothing; the next minute: ticks, no klines (1m candles are a warm start only).
     await poller.step()
     bench.clock.now += 60
     emu.switch.reset_log()
@@ -111,12 +111,12 @@ async def test_ticks_missing_and_klines_over_nats(bench: Bench) -> None:
     await wait_for(lambda: len(bench.ticks) == 2, what="the second MarketTicks")
     assert bench.ticks[1].ts == ticks.ts + 60_000
     assert emu.switch.count("/api/v3/klines") == 0 and emu.switch.count("/api/v3/exchangeInfo") == 0
-    # Five minutes on: the 5 new 1m candles of each coin, one call each.
+    # Five minutes on: still no 1m refetch (the ticks are the fresh prices; no 72,000 rows a day).
     bench.clock.now += 4 * 60
     await poller.step()
-    await wait_for(lambda: len(bench.klines) == 12, what="three 1m batches")
-    assert {len(k.candles) for k in bench.klines[9:]} == {5}
-    assert emu.switch.count("/api/v3/klines") == 3
+    await wait_for(lambda: len(bench.ticks) == 3, what="the third MarketTicks")
+    assert len(bench.klines) == 9
+    assert emu.switch.count("/api/v3/klines") == 0
     ok, detail = poller.health()
     assert ok and "3 coins" not in detail and "5 coins" in detail and "2 without a market" in detail
 

@@ -67,8 +67,8 @@ def test_klines_due_backfill_then_only_after_new_closes() -> None:
     assert due_since(H1, last_h - 1000 * HOUR, now) == (last_h - 167 * HOUR, 168)  # gap: backfill only
     last_m = now // 60_000 * 60_000 - 60_000
     assert due_since(M1, None, now) == (last_m - 59 * 60_000, 60)
-    assert due_since(M1, last_m - 4 * 60_000, now) is None  # 4 new minutes: wait for 5
-    assert due_since(M1, last_m - 5 * 60_000, now) == (last_m - 4 * 60_000, 5)
+    assert due_since(M1, last_m - 5 * 60_000, now) is None  # 1m: a warm start when a coin joins, no more
+    assert due_since(M1, last_m - 500 * 60_000, now) is None
     assert due_since(D1, None, now) is not None and due_since(D1, None, now)[1] == 30  # type: ignore[index]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from assetsync.embedded import free_port
 
-from tests.support import wait_for_sync
+from tests.support import OFFLINE_ENV, wait_for_sync
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -66,6 +66,7 @@ class Up:
         self.gateway_port = gateway_port if gateway_port is not None else free_port()
         self.env = {
             **os.environ,
+            **OFFLINE_ENV,
             "ASSETSYNC_METRICS__PORT": str(self.metrics_port),
             "ASSETSYNC_SYNC_GATEWAY__PORT": str(self.gateway_port),
             **(env or {}),

@@ -102,7 +102,8 @@ async def test_sigkill_each_service_in_turn_loses_and_duplicates_nothing(
             "ASSETSYNC_ASSET_SYNC__FEISHU__BASE_URL": site.url,
             "ASSETSYNC_SYNC_GATEWAY__ENABLED": "false",
         }
-        off = {"collector-crypto": 0, "collector-fund": 0, "market": 0, "alerter": 0, "sync-gateway": 0}
+        off = {"collector-crypto": 0, "collector-okx": 0, "collector-fund": 0, "market": 0, "alerter": 0}
+        off["sync-gateway"] = 0
         specs = plan(off)
         assert [s.label for s in specs] == ["store.1", "feishu-writer.1"]
         out, err = io.StringIO(), io.StringIO()

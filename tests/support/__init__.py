@@ -10,6 +10,17 @@ from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
+# For a whole stack started with a default config (no emulator URLs): every outside service such a
+# config reaches without keys — Binance's public market data, fear & greed, OKX, the ECB — pointed at
+# a closed loopback port, so no test ever reaches the internet (they fail fast and say so instead).
+CLOSED = "http://127.0.0.1:9"
+OFFLINE_ENV: dict[str, str] = {
+    "ASSETSYNC_ASSET_SYNC__BINANCE__BASE_URL": CLOSED,
+    "ASSETSYNC_ASSET_SYNC__OKX__BASE_URL": CLOSED,
+    "ASSETSYNC_ASSET_SYNC__FX__BASE_URL": CLOSED,
+    "ASSETSYNC_MARKET__FEAR_GREED__BASE_URL": CLOSED,
+}
+
 
 @overload
 async def wait_for(

@@ -163,7 +163,7 @@ def test_task_plans_from_the_settings(tmp_path: Path) -> None:
         overrides={
             "asset_sync": {
                 "scheduler": {"crypto_sync": {"hour": "*", "minute": "*/15"}},
-                "okx": {"enabled": True, "interval_seconds": 30},
+                "okx": {"api_key": "k", "api_secret": "s", "password": "p"},
                 "binance": {"api_key": "k", "api_secret": "s"},
             }
         },
@@ -171,6 +171,15 @@ def test_task_plans_from_the_settings(tmp_path: Path) -> None:
     plans = {p.task: p for p in task_plans(settings)}
     assert plans["crypto"].text == "hour=* minute=*/15" and plans["crypto"].period(time.time()) == 900
     # No Xueqiu cookie: the fund collector is off, its schedule expects nothing.
-    assert plans["okx"].every == 30 and set(plans) == {"crypto", "okx", "snapshot", "backup"}
+    assert plans["okx"].text == "hour=* minute=0" and set(plans) == {"crypto", "okx", "snapshot", "backup"}
     bare = load_settings(None, data_dir=tmp_path, log_dir=tmp_path, environ={})
     assert {p.task for p in task_plans(bare)} == {"snapshot", "backup"}
+    # OKX public data only (no keys): no okx task runs, so none is expected.
+    public = load_settings(
+        None,
+        data_dir=tmp_path,
+        log_dir=tmp_path,
+        environ={},
+        overrides={"asset_sync": {"okx": {"enabled": True}}},
+    )
+    assert {p.task for p in task_plans(public)} == {"snapshot", "backup"}

@@ -3,7 +3,7 @@
 Public Binance data only (no API key needed). Per `market.interval_seconds` slot: at most one
 `exchangeInfo` (once an hour, or after Binance called a symbol invalid), one
 `ticker/24hr?symbols=[...]` for the whole list, then `klines` calls for coins whose 1h/1d candle
-closed (1m every 5 closed minutes), spread over the first half of the slot. A failed poll publishes
+closed (1m only when a coin joins), spread over the first half of the slot. A failed poll publishes
 nothing; it is logged once per change of state, counted, and retried with backoff.
 """
 

@@ -23,13 +23,15 @@ class KlinePlan:
     interval: str
     step_ms: int
     backfill: int  # candles fetched when a coin joins
-    min_new: int  # closed candles to wait for before fetching again (1m: batched to save calls)
+    min_new: int  # closed candles to wait for before fetching again
+    refresh: bool = True  # False: fetched only when a coin joins (a warm start), never again
 
 
-# 1m: last hour, fetched every 5 closed minutes (the minute ticks cover freshness in between, and
-# 50 coins x 1 call per poll would be most of the poller's cost); 1h: 7 days; 1d: 30 days.
+# 1m: the last hour, once when a coin joins — it warms the analytics' 1/5/15-minute windows; after
+# that the minute ticks are the fresh prices. Fetched on, 50 coins' 1m candles would add 72,000 rows a
+# day to the store and the AS003 feed for nothing they show. 1h: 7 days; 1d: 30 days.
 KLINE_PLANS: tuple[KlinePlan, ...] = (
-    KlinePlan("1m", 60_000, 60, 5),
+    KlinePlan("1m", 60_000, 60, 5, refresh=False),
     KlinePlan("1h", 3_600_000, 7 * 24, 1),
     KlinePlan("1d", 86_400_000, 30, 1),
 )
@@ -127,7 +129,7 @@ def due_since(plan: KlinePlan, last_open: int | None, now_ms: int) -> tuple[int,
     last_closed = now_ms // step * step - step
     window_start = last_closed - (plan.backfill - 1) * step
     if last_open is not None:
-        if (last_closed - last_open) // step < plan.min_new:
+        if not plan.refresh or (last_closed - last_open) // step < plan.min_new:
             return None
         since = max(last_open + step, window_start)
     else:

@@ -147,9 +147,15 @@ class TaskPlan:
 
 
 def task_plans(settings: Settings) -> list[TaskPlan]:
-    """The expected runs: `asset_sync.scheduler` entries of the collectors on here, the OKX poll interval."""
-    # A schedule whose collector is off here publishes nothing: not expected to run.
-    off = {task for task, on in (("crypto", settings.binance_on()), ("fund", settings.xueqiu_on())) if not on}
+    """The expected runs: the `asset_sync.scheduler` entries of the collectors that are on here."""
+    # A schedule whose collector is off here publishes nothing: not expected to run (the okx task
+    # needs the account keys; public OKX data is a feed, watched by SYS001's feed freshness).
+    collectors = (
+        ("crypto", settings.binance_on()),
+        ("fund", settings.xueqiu_on()),
+        ("okx", settings.okx_account_on()),
+    )
+    off = {task for task, on in collectors if not on}
     by_task: dict[str, list[tuple[str, str]]] = {}
     for s in settings.schedules:
         if s.task not in off:
@@ -162,9 +168,6 @@ def task_plans(settings: Settings) -> list[TaskPlan]:
         )
         for task, slots in by_task.items()
     ]
-    if settings.okx_on():
-        every = settings.config.asset_sync.okx.interval_seconds
-        plans.append(TaskPlan("okx", every=every, text=f"every {every:g} s"))
     return plans
 
 
