@@ -66,7 +66,8 @@ class Up:
         self.gateway_port = gateway_port if gateway_port is not None else free_port()
         self.env = {
             **os.environ,
-            **OFFLINE_ENV,
+            # (the demo points every client at its emulators itself; the environment would win over it)
+            **({} if "--demo" in args else OFFLINE_ENV),
             "ASSETSYNC_METRICS__PORT": str(self.metrics_port),
             "ASSETSYNC_SYNC_GATEWAY__PORT": str(self.gateway_port),
             **(env or {}),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -51,13 +51,13 @@ class Feed:
 
 @asynccontextmanager
 async def market(
-    nats_server: EmbeddedNats, make_settings: Any, **market_conf: Any
+    nats_server: EmbeddedNats, make_settings: Any, clock: Callable[[], float] = time.time, **market_conf: Any
 ) -> AsyncIterator[tuple[Runtime, MarketService, Feed]]:
     settings = make_settings({"market": market_conf})
     async with open_runtime(settings, nats_server.url, name="test-market", metrics=Metrics()) as rt:
         feed = Feed()
         sub = await rt.nc.subscribe(rt.topo.feed(">"), cb=feed.on_msg)
-        svc = MarketService(rt, linger=0.02, round_seconds=0.1)
+        svc = MarketService(rt, clock=clock, linger=0.02, round_seconds=0.1)
         try:
             async with AsyncExitStack() as stack:
                 await svc.start(stack)
@@ -244,3 +244,32 @@ async def test_concurrent_saves_take_turns(nats_server: EmbeddedNats, make_setti
         await asyncio.gather(*(svc._persist() for _ in range(8)))
         saved = msgspec.json.decode(state_path(rt.settings).read_bytes(), type=Saved)
         assert len(saved.candles["BTC"]["1h"]) == 192
+
+
+async def test_an_hourly_code_fills_in_once_its_candles_arrive(
+    nats_server: EmbeddedNats, make_settings: Any
+) -> None:
+    """SR001 (hourly) first published without candles says insufficient; a minute after they arrive it is ok."""
+    now = int(time.time() * 1000) // H * H + 10 * M  # every round below falls in one hourly slot
+    async with market(nats_server, make_settings, clock=lambda: now / 1000, watchlist=["BTC"]) as (
+        rt,
+        svc,
+        feed,
+    ):
+        await publish(rt, *polls(now, {"BTC": 90_000.0}, n=2))
+        await wait_for(lambda: feed.coin("SR001", "BTC"), timeout=20, what="the first SR001")
+        first = feed.by_code["SR001"][-1]
+        assert feed.coin("SR001", "BTC")["status"] == "insufficient_data"  # type: ignore[index]
+        await publish(rt, *history("BTC", 1, now=now))
+        await wait_for(lambda: "BTC" in svc.state.coins and svc.state.coins["BTC"].candles("1d").opens,
+                       what="the candles folded in")  # fmt: skip
+        # Within the same hour: not before a minute has passed, then once, under its own key.
+        assert await svc.publish_round(now + 30_000) >= 0
+        assert feed.coin("SR001", "BTC")["status"] == "insufficient_data"  # type: ignore[index]
+        await svc.publish_round(now + 61_000)
+        await wait_for(lambda: feed.coin("SR001", "BTC")["status"] == "ok", what="SR001 filled in")  # type: ignore[index]
+        second = feed.by_code["SR001"][-1]
+        assert second.record_key != first.record_key and second.record_key.startswith(first.record_key)
+        n = len(feed.by_code["SR001"])
+        await svc.publish_round(now + 125_000)  # complete now: the hourly slot holds
+        assert len(feed.by_code["SR001"]) == n

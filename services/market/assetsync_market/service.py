@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ log = logging.getLogger("assetsync.market")
 
 NAME = "market"
 REPLAY = timedelta(days=8)  # what a new durable reads back: the 7-day windows plus a day
+REFILL_MS = 60_000  # an incomplete record is retried at most this often within its slot
 ROUND_SECONDS = 10.0  # a publish round at least this often (staleness shows without new polls)
 
 
@@ -80,6 +82,10 @@ class MarketService:
         self._wake = asyncio.Event()
         self._slot: dict[str, int] = {}  # change group -> the slot it last published in
         self._content: dict[str, bytes] = {}  # change group -> what it last published
+        # Change groups whose last record had coins without enough data, and when it went out: they may
+        # publish again within their slot (at most once a minute), so an hourly code does not say
+        # "insufficient data" for an hour after the backfill it was waiting for has arrived.
+        self._incomplete: dict[str, int] = {}
         self._pt002_since = 0
         self._rebuilding = False
         self._writing = asyncio.Lock()  # the consumer and the publish loop both save: one at a time
@@ -226,11 +232,11 @@ class MarketService:
         for code, builder in self.feeds.builders().items():
             interval = SEED_BY_CODE[code].interval_seconds
             slot = now // int(interval * 1000)
-            if self._slot.get(code) == slot:
+            if self._slot.get(code) == slot and not self._may_refill(code, now):
                 continue  # a code-wide record already went out in this slot
             got = builder(now, interval)
             for o in got if isinstance(got, list) else [got] if got is not None else []:
-                if self._slot.get(o.group) != slot:
+                if self._slot.get(o.group) != slot or self._may_refill(o.group, now):
                     outs.append(o)
         if self.feeds.index_changed:
             await self._persist()
@@ -240,8 +246,14 @@ class MarketService:
             content = self._enc.encode(o.rec)
             if o.code != "PT002" and self._content.get(o.group) == content:
                 continue
+            key = o.key
+            if o.group in self._incomplete and self._slot.get(o.group) == now // int(
+                SEED_BY_CODE[o.code].interval_seconds * 1000
+            ):
+                # A second record in the slot: its own key (the same content keeps the same key).
+                key = f"{o.key}:{hashlib.sha256(content).hexdigest()[:12]}"
             await self.rt.publisher.publish(
-                FeedRecord(code=o.code, record_key=o.key, ts=o.ts, data=r.to_data(o.rec))
+                FeedRecord(code=o.code, record_key=key, ts=o.ts, data=r.to_data(o.rec))
             )
             sent.append((o, content))
         if not sent:
@@ -257,9 +269,17 @@ class MarketService:
             self._content[o.group] = content
             if o.insufficient:
                 self.m_insufficient.labels(o.code).inc(o.insufficient)
+                self._incomplete[o.group] = now
+            else:
+                self._incomplete.pop(o.group, None)
         if self.last_error.startswith("publishing"):
             self.last_error = ""
         return len(sent)
+
+    def _may_refill(self, group: str, now: int) -> bool:
+        """A group whose last record lacked data, a minute or more ago: it may publish again in its slot."""
+        at = self._incomplete.get(group)
+        return at is not None and now - at >= REFILL_MS
 
 
 def _stored_at(d: bus.Delivery) -> int | None:
