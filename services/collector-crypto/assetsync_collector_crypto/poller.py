@@ -23,7 +23,7 @@ from assetsync.events import Event, KlineBatch
 from assetsync.metrics import Metrics
 from assetsync.retry import Backoff, Streak
 
-from assetsync_collector_crypto.calls import CallFailed, RetryPolicy, call
+from assetsync_collector_crypto.calls import BINANCE, CallFailed, RetryPolicy, call
 from assetsync_collector_crypto.ccxt_lite import ccxt
 from assetsync_collector_crypto.exchange import AssetsyncBinance, RateLimited, make_exchange
 from assetsync_collector_crypto.state import StateFile
@@ -194,7 +194,7 @@ class WatchPoller:
     async def _call(self, endpoint: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         self.metrics.api_calls.labels("binance", endpoint).inc()
         try:
-            return await call(self.exchange, endpoint, fn, ONE_TRY)
+            return await call(self.exchange, endpoint, fn, ONE_TRY, BINANCE)
         except CallFailed as exc:
             cause = exc.__cause__ or exc
             kind = type(cause).__name__

@@ -33,7 +33,7 @@ from assetsync.events import (
 )
 from assetsync.ignore import ignored
 
-from assetsync_collector_crypto.calls import AuthFailed, CallFailed, RetryPolicy, call
+from assetsync_collector_crypto.calls import BINANCE, AuthFailed, CallFailed, RetryPolicy, call
 from assetsync_collector_crypto.costbasis import ValuedFill, avg_cost
 from assetsync_collector_crypto.exchange import AssetsyncBinance
 from assetsync_collector_crypto.names import display_name
@@ -176,15 +176,15 @@ class CryptoSync:
 
     async def _call(self, endpoint: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         async with self._sem:
-            if self._on_call is not None:
-                self._on_call(endpoint)
-            try:
-                return await call(self.exchange, endpoint, fn, self.retry)
-            except CallFailed as exc:
-                if self._on_error is not None:
-                    # The kind is the underlying ccxt error (AuthenticationError, RequestTimeout, ...).
-                    self._on_error(endpoint, type(exc.__cause__ or exc).__name__)
-                raise
+            return await call(
+                self.exchange,
+                endpoint,
+                fn,
+                self.retry,
+                BINANCE,
+                on_call=self._on_call,
+                on_error=self._on_error,
+            )
 
     async def run(self, command_id: str, publish: Publish, progress: Progress | None = None) -> TaskResult:
         """One full sync; publishes its events, returns the TaskResult (the caller publishes it)."""

@@ -26,7 +26,7 @@ from assetsync.events import AssetError, Event, Holding, PriceTick, TaskResult, 
 from assetsync.files import atomic_write
 from assetsync.ignore import ignored
 
-from assetsync_collector_okx.calls import AuthFailed, CallFailed, RetryPolicy, call
+from assetsync_collector_okx.calls import OKX, AuthFailed, CallFailed, RetryPolicy, call
 from assetsync_collector_okx.exchange import AssetsyncOkx
 
 log = logging.getLogger("assetsync.collector_okx.sync")
@@ -136,14 +136,9 @@ class OkxSync:
 
     async def call(self, endpoint: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         """One counted call with retries (shared with the feed poller)."""
-        if self._on_call is not None:
-            self._on_call(endpoint)
-        try:
-            return await call(self.exchange, endpoint, fn, self.retry)
-        except CallFailed as exc:
-            if self._on_error is not None:
-                self._on_error(endpoint, type(exc.__cause__ or exc).__name__)
-            raise
+        return await call(
+            self.exchange, endpoint, fn, self.retry, OKX, on_call=self._on_call, on_error=self._on_error
+        )
 
     async def run(self, command_id: str, publish: Publish, progress: Progress | None = None) -> TaskResult:
         async with self._lock:
