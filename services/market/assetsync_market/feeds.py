@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import msgspec
 from assetsync.events import Candle
@@ -17,6 +18,7 @@ MIN_SAR_BARS = 24  # contiguous closed candles the SAR needs before it says anyt
 STALE_POLLS = 3  # no poll for more than this many intervals: prices are stale
 SPEED_MINUTES = (1, 5, 15)
 INDEX_BASE = 1000.0
+E = TypeVar("E", bound=msgspec.Struct)  # a coin's entry in a code's record
 WEIGHTING_NOTE = (
     "equal-weighted: the watch-list polls carry prices and 24 h volumes but no market caps; "
     "a coin joining or leaving is divisor-adjusted so the index does not jump"
@@ -73,6 +75,16 @@ class Feeds:
             return r.Insufficient(coin=name, reason=f"{name} has no price in the last poll ({iso(p.ts)})")
         return c
 
+    def each_fresh(
+        self, now: int, entry: Callable[[str, Coin], E | r.Insufficient]
+    ) -> list[E | r.Insufficient]:
+        """One entry per watched coin: `entry(name, coin)` for a coin whose price is fresh, else why not."""
+        out: list[E | r.Insufficient] = []
+        for name in self.s.watchlist():
+            c = self.fresh(name, now)
+            out.append(c if isinstance(c, r.Insufficient) else entry(name, c))
+        return out
+
     def closed_span(self, c: Coin, interval: str, n: int, now: int) -> tuple[list[Candle], str]:
         """The last `n` closed candles, contiguous, or why they are not there ("" = fine).
 
@@ -100,25 +112,20 @@ class Feeds:
     # --- PT001 / PT002 ------------------------------------------------------------------------
     def pt001(self, now: int, interval: float) -> Out | None:
         p = self.s.last_poll
-        coins: list[r.CoinPrice | r.Insufficient] = []
-        for name in self.s.watchlist():
-            c = self.fresh(name, now)
-            if isinstance(c, r.Insufficient):
-                coins.append(c)
-                continue
+
+        def entry(name: str, c: Coin) -> r.CoinPrice:
             ref = (c.tick_ts - D) // H * H
             ref_c = c.candles("1h").get(ref)
-            coins.append(
-                r.CoinPrice(
-                    coin=name,
-                    price=c.tick_price,
-                    ts=c.tick_ts,
-                    change_24h_pct=ind.pct_change(c.tick_price, ref_c.open)
-                    if ref_c and ref_c.open > 0
-                    else None,
-                    ref_24h_ts=ref if ref_c and ref_c.open > 0 else None,
-                )
+            known = ref_c is not None and ref_c.open > 0
+            return r.CoinPrice(
+                coin=name,
+                price=c.tick_price,
+                ts=c.tick_ts,
+                change_24h_pct=ind.pct_change(c.tick_price, ref_c.open) if ref_c and known else None,
+                ref_24h_ts=ref if known else None,
             )
+
+        coins = self.each_fresh(now, entry)
         if not coins or p is None:
             return None
         rec = r.LatestPrices(ts=p.ts, quote=self.s.quote, source=p.source, coins=coins)
@@ -141,12 +148,8 @@ class Feeds:
     # --- PS001 ----------------------------------------------------------------------------------
     def ps001(self, now: int, interval: float) -> Out | None:
         p = self.s.last_poll
-        coins: list[r.CoinSpeed | r.Insufficient] = []
-        for name in self.s.watchlist():
-            c = self.fresh(name, now)
-            if isinstance(c, r.Insufficient):
-                coins.append(c)
-                continue
+
+        def entry(name: str, c: Coin) -> r.CoinSpeed:
             changes: dict[int, float | None] = {}
             why: dict[str, str] = {}
             for minutes in SPEED_MINUTES:
@@ -157,17 +160,17 @@ class Feeds:
                     why[f"{minutes}m"] = (
                         f"no price within {tol // 1000}s of {minutes} min before {iso(c.tick_ts)}"
                     )
-            coins.append(
-                r.CoinSpeed(
-                    coin=name,
-                    price=c.tick_price,
-                    ts=c.tick_ts,
-                    change_1m_pct=changes[1],
-                    change_5m_pct=changes[5],
-                    change_15m_pct=changes[15],
-                    unavailable=why,
-                )
+            return r.CoinSpeed(
+                coin=name,
+                price=c.tick_price,
+                ts=c.tick_ts,
+                change_1m_pct=changes[1],
+                change_5m_pct=changes[5],
+                change_15m_pct=changes[15],
+                unavailable=why,
             )
+
+        coins = self.each_fresh(now, entry)
         if not coins or p is None:
             return None
         return Out("PS001", self._slot(now, interval), p.ts, r.PriceSpeed(ts=p.ts, coins=coins), "PS001",
@@ -196,12 +199,8 @@ class Feeds:
         if p is None:
             return None
         day, _ = self.s.day_start(p.ts)
-        coins: list[r.CoinBaselineCompare | r.Insufficient] = []
-        for name in self.s.watchlist():
-            c = self.fresh(name, now)
-            if isinstance(c, r.Insufficient):
-                coins.append(c)
-                continue
+
+        def entry(name: str, c: Coin) -> r.CoinBaselineCompare | r.Insufficient:
             b = c.baselines.get(day)
             avg, src, why_avg = self.avg_7d(c, now)
             why: dict[str, str] = {}
@@ -210,20 +209,19 @@ class Feeds:
             if avg is None:
                 why["avg_7d"] = why_avg
             if b is None and avg is None:
-                coins.append(r.Insufficient(coin=name, reason="; ".join(why.values())))
-                continue
-            coins.append(
-                r.CoinBaselineCompare(
-                    coin=name,
-                    price=c.tick_price,
-                    day_open=b.price if b else None,
-                    vs_day_open_pct=ind.pct_change(c.tick_price, b.price) if b else None,
-                    avg_7d=avg,
-                    avg_7d_from=src,
-                    vs_avg_7d_pct=ind.pct_change(c.tick_price, avg) if avg else None,
-                    unavailable=why,
-                )
+                return r.Insufficient(coin=name, reason="; ".join(why.values()))
+            return r.CoinBaselineCompare(
+                coin=name,
+                price=c.tick_price,
+                day_open=b.price if b else None,
+                vs_day_open_pct=ind.pct_change(c.tick_price, b.price) if b else None,
+                avg_7d=avg,
+                avg_7d_from=src,
+                vs_avg_7d_pct=ind.pct_change(c.tick_price, avg) if avg else None,
+                unavailable=why,
             )
+
+        coins = self.each_fresh(now, entry)
         rec = r.BaselineComparison(ts=p.ts, timezone=self.s.timezone, day=day, coins=coins)
         return Out("PB001", self._slot(now, interval), p.ts, rec, "PB001", _count(list(coins)))
 
@@ -232,25 +230,20 @@ class Feeds:
         if p is None:
             return None
         day, _ = self.s.day_start(p.ts)
-        coins: list[r.CoinChange | r.Insufficient] = []
-        for name in self.s.watchlist():
-            c = self.fresh(name, now)
-            if isinstance(c, r.Insufficient):
-                coins.append(c)
-                continue
+
+        def entry(name: str, c: Coin) -> r.CoinChange | r.Insufficient:
             b = c.baselines.get(day)
             if b is None:
-                coins.append(self._no_baseline(name, day))
-                continue
-            coins.append(
-                r.CoinChange(
-                    coin=name,
-                    price=c.tick_price,
-                    baseline=b.price,
-                    change=c.tick_price - b.price,
-                    change_pct=ind.pct_change(c.tick_price, b.price),
-                )
+                return self._no_baseline(name, day)
+            return r.CoinChange(
+                coin=name,
+                price=c.tick_price,
+                baseline=b.price,
+                change=c.tick_price - b.price,
+                change_pct=ind.pct_change(c.tick_price, b.price),
             )
+
+        coins = self.each_fresh(now, entry)
         rec = r.ChangeSinceBaseline(ts=p.ts, timezone=self.s.timezone, day=day, coins=coins)
         return Out("CC001", self._slot(now, interval), p.ts, rec, "CC001", _count(list(coins)))
 
@@ -273,12 +266,8 @@ class Feeds:
     # --- EX001 ----------------------------------------------------------------------------------
     def ex001(self, now: int, interval: float) -> Out | None:
         p = self.s.last_poll
-        coins: list[r.CoinExtremes | r.Insufficient] = []
-        for name in self.s.watchlist():
-            c = self.fresh(name, now)
-            if isinstance(c, r.Insufficient):
-                coins.append(c)
-                continue
+
+        def entry(name: str, c: Coin) -> r.CoinExtremes | r.Insufficient:
             price = c.tick_price
             ranges: dict[str, ind.Range | None] = {}
             why: dict[str, str] = {}
@@ -289,23 +278,22 @@ class Feeds:
                     why[label] = reason
             d, w = ranges["24h"], ranges["7d"]
             if d is None and w is None:
-                coins.append(r.Insufficient(coin=name, reason="; ".join(why.values())))
-                continue
-            coins.append(
-                r.CoinExtremes(
-                    coin=name,
-                    price=price,
-                    high_24h=d.high if d else None,
-                    low_24h=d.low if d else None,
-                    from_high_24h_pct=ind.pct_change(price, d.high) if d else None,
-                    from_low_24h_pct=ind.pct_change(price, d.low) if d else None,
-                    high_7d=w.high if w else None,
-                    low_7d=w.low if w else None,
-                    from_high_7d_pct=ind.pct_change(price, w.high) if w else None,
-                    from_low_7d_pct=ind.pct_change(price, w.low) if w else None,
-                    unavailable=why,
-                )
+                return r.Insufficient(coin=name, reason="; ".join(why.values()))
+            return r.CoinExtremes(
+                coin=name,
+                price=price,
+                high_24h=d.high if d else None,
+                low_24h=d.low if d else None,
+                from_high_24h_pct=ind.pct_change(price, d.high) if d else None,
+                from_low_24h_pct=ind.pct_change(price, d.low) if d else None,
+                high_7d=w.high if w else None,
+                low_7d=w.low if w else None,
+                from_high_7d_pct=ind.pct_change(price, w.high) if w else None,
+                from_low_7d_pct=ind.pct_change(price, w.low) if w else None,
+                unavailable=why,
             )
+
+        coins = self.each_fresh(now, entry)
         if not coins or p is None:
             return None
         return Out("EX001", self._slot(now, interval), p.ts, r.Extremes(ts=p.ts, coins=coins), "EX001",
@@ -412,25 +400,22 @@ class Feeds:
         names = self.s.watchlist()
         if p is None or not names:
             return None
-        coins: list[r.CoinSarBias | r.Insufficient] = []
-        for name in names:
-            c = self.fresh(name, now)
-            got = self.sar(name, now) if not isinstance(c, r.Insufficient) else c
-            if isinstance(c, r.Insufficient) or isinstance(got, r.Insufficient):
-                coins.append(got if isinstance(got, r.Insufficient) else c)  # type: ignore[arg-type]
-                continue
+
+        def entry(name: str, c: Coin) -> r.CoinSarBias | r.Insufficient:
+            got = self.sar(name, now)
+            if isinstance(got, r.Insufficient):
+                return got
             cyc = got[0]
-            bias = ind.pct_change(c.tick_price, cyc.sar)
-            coins.append(
-                r.CoinSarBias(
-                    coin=name,
-                    price=c.tick_price,
-                    sar=cyc.sar,
-                    direction=cyc.direction,
-                    bias_pct=bias,
-                    side="above" if c.tick_price >= cyc.sar else "below",
-                )
+            return r.CoinSarBias(
+                coin=name,
+                price=c.tick_price,
+                sar=cyc.sar,
+                direction=cyc.direction,
+                bias_pct=ind.pct_change(c.tick_price, cyc.sar),
+                side="above" if c.tick_price >= cyc.sar else "below",
             )
+
+        coins = self.each_fresh(now, entry)
         ok = [x for x in coins if isinstance(x, r.CoinSarBias)]
         biases = [x.bias_pct for x in ok]
         summary = r.SarBiasSummary(
