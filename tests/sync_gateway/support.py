@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
-from assetsync.config import SyncGatewayConf
+from assetsync.config import Settings, SyncGatewayConf, load_settings
+from assetsync.embedded import EmbeddedNats
 from assetsync.events import Event, Holding, PriceTick
+from assetsync.metrics import Metrics
+from assetsync.runtime import Runtime, open_runtime
 from assetsync_sync_gateway.core import Gateway, GatewayOptions
 from assetsync_sync_gateway.feeds import NewRecord
 from assetsync_sync_gateway.http_api import create_app
@@ -212,3 +216,22 @@ class FlakyProxy:
                 up_w.close()
 
         await asyncio.gather(pump_up(), pump_down())
+
+
+def site_settings(tmp: Path, prefix: str, site: str, **gw: Any) -> Settings:
+    """Settings of one site on a shared nats-server: its own prefix, data dir and any free ports."""
+    conf: dict[str, Any] = {
+        "nats": {"prefix": prefix},
+        "metrics": {"port": 0},
+        "sync_gateway": {"site_id": site, "port": 0, **gw},
+    }
+    return load_settings(
+        None, data_dir=tmp / site / "data", log_dir=tmp / site / "logs", environ={}, overrides=conf
+    )
+
+
+async def runtime_for(stack: AsyncExitStack, nats_server: EmbeddedNats, settings: Settings) -> Runtime:
+    """A runtime on the test's nats-server, closed with `stack`."""
+    return await stack.enter_async_context(
+        open_runtime(settings, nats_server.url, name=f"gw-{settings.site_id}", metrics=Metrics())
+    )

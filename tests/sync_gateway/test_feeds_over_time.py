@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.support import wait_for
-from tests.sync_gateway.support import ext, fill, gw_conf, make_gateway, receiver_conf, serve
+from tests.sync_gateway.support import ext, fill, gw_conf, make_gateway, receiver_conf, serve, site_settings
 
 DATA = "/api/data-sync/sender/data/"
 
@@ -249,7 +249,6 @@ async def test_gateway_started_after_the_bus_filled_serves_everything_it_held(
     from assetsync_sync_gateway.service import GatewayService, build
 
     from tests.sync_gateway.support import holding
-    from tests.sync_gateway.test_service import site_settings
 
     settings = site_settings(tmp_path, prefix, "A")
     async with AsyncExitStack() as stack:
@@ -281,8 +280,6 @@ def test_a_bound_for_an_unknown_feed_is_a_config_error_naming_the_key(tmp_path: 
     from assetsync.config import ConfigError
     from assetsync.metrics import Metrics
     from assetsync_sync_gateway.service import build
-
-    from tests.sync_gateway.test_service import site_settings
 
     class FakeRt:
         def __init__(self, settings: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -16,13 +16,12 @@ from assetsync.config import load_settings
 from assetsync.embedded import EmbeddedNats
 from assetsync.endpoints import SEED_BY_CODE, codes_of
 from assetsync.events import ExternalRecord, FeedRecord
-from assetsync.metrics import Metrics
-from assetsync.runtime import Runtime, open_runtime
 from assetsync_sync_gateway.core import Gateway, native_parts
 from assetsync_sync_gateway.registry import BUILTIN, Catalog, RegistryError, native_endpoints, validate
 from assetsync_sync_gateway.service import GatewayService, build
 
 from tests.support import wait_for
+from tests.sync_gateway.support import runtime_for, site_settings
 
 OKX_KEYS = {"api_key": "k", "api_secret": "s", "password": "p"}
 
@@ -127,29 +126,6 @@ async def test_feed_records_of_codes_outside_the_catalog_are_ignored_and_counted
 
 
 # --- over a real bus ----------------------------------------------------------------------------------
-
-
-def site_settings(tmp: Path, prefix: str, site: str, **gw: Any) -> Any:
-    conf: dict[str, Any] = {
-        "nats": {"prefix": prefix},
-        "metrics": {"port": 0},
-        "sync_gateway": {"site_id": site, "port": 0, **gw},
-    }
-    return load_settings(
-        None, data_dir=tmp / site / "data", log_dir=tmp / site / "logs", environ={}, overrides=conf
-    )
-
-
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats) -> AsyncIterator[AsyncExitStack]:
-    async with AsyncExitStack() as s:
-        yield s
-
-
-async def runtime_for(stack: AsyncExitStack, nats_server: EmbeddedNats, settings: Any) -> Runtime:
-    return await stack.enter_async_context(
-        open_runtime(settings, nats_server.url, name="gw-native", metrics=Metrics())
-    )
 
 
 async def test_feed_records_on_the_bus_are_served_and_relayed_to_another_site(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -10,39 +10,15 @@ from typing import Any
 import httpx
 import pytest
 from assetsync import bus
-from assetsync.config import ConfigError, load_settings
+from assetsync.config import ConfigError
 from assetsync.embedded import EmbeddedNats
 from assetsync.events import AssetError, Holding, TaskResult
 from assetsync.metrics import Metrics
-from assetsync.runtime import Runtime, open_runtime
 from assetsync.service import Disabled
 from assetsync_sync_gateway.service import GatewayService, build
 
 from tests.support import wait_for
-from tests.sync_gateway.support import holding, tick
-
-
-def site_settings(tmp: Path, prefix: str, site: str, **gw: Any) -> Any:
-    conf: dict[str, Any] = {
-        "nats": {"prefix": prefix},
-        "metrics": {"port": 0},
-        "sync_gateway": {"site_id": site, "port": 0, **gw},
-    }
-    return load_settings(
-        None, data_dir=tmp / site / "data", log_dir=tmp / site / "logs", environ={}, overrides=conf
-    )
-
-
-@pytest.fixture
-async def stack(nats_server: EmbeddedNats) -> AsyncIterator[AsyncExitStack]:
-    async with AsyncExitStack() as s:
-        yield s
-
-
-async def runtime_for(stack: AsyncExitStack, nats_server: EmbeddedNats, settings: Any) -> Runtime:
-    return await stack.enter_async_context(
-        open_runtime(settings, nats_server.url, name="gw-test", metrics=Metrics())
-    )
+from tests.sync_gateway.support import holding, runtime_for, site_settings, tick
 
 
 async def test_bus_events_feed_the_gateway_and_reach_the_other_sites_bus(
