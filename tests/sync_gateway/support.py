@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
+from assetsync import bus
 from assetsync.config import Settings, SyncGatewayConf, load_settings
 from assetsync.embedded import EmbeddedNats
 from assetsync.events import Event, Holding, PriceTick
@@ -22,6 +23,8 @@ from assetsync_sync_gateway.http_server import Running, server_config, start_ser
 from assetsync_sync_gateway.portfolio import PortfolioOptions
 from assetsync_sync_gateway.receiver import EventSink, Tuning
 from assetsync_sync_gateway.registry import Endpoint
+
+E = TypeVar("E", bound=Event)
 
 FAST = Tuning(
     page_limit=500,
@@ -235,3 +238,20 @@ async def runtime_for(stack: AsyncExitStack, nats_server: EmbeddedNats, settings
     return await stack.enter_async_context(
         open_runtime(settings, nats_server.url, name=f"gw-{settings.site_id}", metrics=Metrics())
     )
+
+
+async def collect_on_bus(
+    stack: AsyncExitStack, rt: Runtime, stream: str, subject: str, kind: type[E]
+) -> list[E]:
+    """Every `kind` event delivered on `subject` from now on, gathered by a durable consumer of `stream`."""
+    seen: list[E] = []
+
+    async def watch(batch: Sequence[bus.Delivery]) -> None:
+        seen.extend(d.event for d in batch if isinstance(d.event, kind))
+
+    watcher = rt.consumer(
+        bus.ConsumerSpec(durable=rt.durable("watch"), stream=stream, subjects=(subject,)), watch
+    )
+    await watcher.start()
+    stack.push_async_callback(watcher.stop)
+    return seen

@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from assetsync import bus
 from assetsync.config import load_settings
 from assetsync.embedded import EmbeddedNats
 from assetsync.endpoints import SEED_BY_CODE, codes_of
@@ -21,7 +20,7 @@ from assetsync_sync_gateway.registry import BUILTIN, Catalog, RegistryError, nat
 from assetsync_sync_gateway.service import GatewayService, build
 
 from tests.support import wait_for
-from tests.sync_gateway.support import runtime_for, site_settings
+from tests.sync_gateway.support import collect_on_bus, runtime_for, site_settings
 
 OKX_KEYS = {"api_key": "k", "api_secret": "s", "password": "p"}
 
@@ -168,19 +167,7 @@ async def test_feed_records_on_the_bus_are_served_and_relayed_to_another_site(
         nats_server,
         site_settings(tmp_path, f"{prefix}b", "B", receiver={"enabled": True, "remote_url": svc_a.url}),
     )
-    seen: list[ExternalRecord] = []
-
-    async def watch(batch: Sequence[bus.Delivery]) -> None:
-        seen.extend(d.event for d in batch if isinstance(d.event, ExternalRecord))
-
-    watcher = rt_b.consumer(
-        bus.ConsumerSpec(
-            durable=rt_b.durable("watch"), stream=rt_b.topo.ops, subjects=(rt_b.topo.external(),)
-        ),
-        watch,
-    )
-    await watcher.start()
-    stack.push_async_callback(watcher.stop)
+    seen = await collect_on_bus(stack, rt_b, rt_b.topo.ops, rt_b.topo.external(), ExternalRecord)
     svc_b = build(rt_b)
     assert isinstance(svc_b, GatewayService)
     await svc_b.start(stack)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from assetsync import bus
 from assetsync.config import ConfigError
 from assetsync.embedded import EmbeddedNats
 from assetsync.events import AssetError, Holding, TaskResult
@@ -18,7 +16,7 @@ from assetsync.service import Disabled
 from assetsync_sync_gateway.service import GatewayService, build
 
 from tests.support import wait_for
-from tests.sync_gateway.support import holding, runtime_for, site_settings, tick
+from tests.sync_gateway.support import collect_on_bus, holding, runtime_for, site_settings, tick
 
 
 async def test_bus_events_feed_the_gateway_and_reach_the_other_sites_bus(
@@ -43,19 +41,7 @@ async def test_bus_events_feed_the_gateway_and_reach_the_other_sites_bus(
         nats_server,
         site_settings(tmp_path, f"{prefix}b", "B", receiver={"enabled": True, "remote_url": svc_a.url}),
     )
-    seen: list[Holding] = []
-
-    async def watch(batch: Sequence[bus.Delivery]) -> None:
-        seen.extend(d.event for d in batch if isinstance(d.event, Holding))
-
-    watcher = rt_b.consumer(
-        bus.ConsumerSpec(
-            durable=rt_b.durable("watch"), stream=rt_b.topo.portfolio, subjects=(rt_b.topo.holding(),)
-        ),
-        watch,
-    )
-    await watcher.start()
-    stack.push_async_callback(watcher.stop)
+    seen = await collect_on_bus(stack, rt_b, rt_b.topo.portfolio, rt_b.topo.holding(), Holding)
     svc_b = build(rt_b)
     assert isinstance(svc_b, GatewayService)
     await svc_b.start(stack)
