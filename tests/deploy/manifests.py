@@ -8,20 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from assetsync.service import SERVICE_MODULES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
-SERVICES = (
-    "store",
-    "collector-crypto",
-    "collector-okx",
-    "collector-fund",
-    "market",
-    "feishu-writer",
-    "alerter",
-    "sync-gateway",
-)
+SERVICES = tuple(SERVICE_MODULES)  # every service the product has, each with its manifests
 
 
 def yaml_docs(path: Path) -> list[dict[str, Any]]:

@@ -8,6 +8,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 from assetsync.config import SECRET_PATHS, load_settings
+from assetsync.service import SERVICE_MODULES
+from assetsync.supervisor import SINGLE_INSTANCE
 
 from tests.deploy.manifests import K8S, SERVICES, by_kind, kustomize_build, pod_specs
 
@@ -75,18 +77,11 @@ def test_store_and_gateway_are_single_writer_statefulsets_with_volumes(objs: lis
 
 def test_stateless_services_are_deployments_and_collectors_are_replicated(objs: list[dict[str, Any]]) -> None:
     deps = by_kind(objs, "Deployment")
-    assert set(deps) == {
-        "collector-crypto",
-        "collector-okx",
-        "collector-fund",
-        "market",
-        "feishu-writer",
-        "alerter",
-    }
+    assert set(deps) == set(SERVICE_MODULES) - {"store", "sync-gateway"}  # those two are StatefulSets
     assert deps["collector-crypto"]["spec"]["replicas"] >= 2
     assert deps["collector-fund"]["spec"]["replicas"] >= 2
     # Single writers of a sink (and single-instance state holders) never overlap during a rollout.
-    for name in ("feishu-writer", "alerter", "market", "collector-okx"):
+    for name in set(SINGLE_INSTANCE) & set(deps):
         assert deps[name]["spec"]["replicas"] == 1
         assert deps[name]["spec"]["strategy"]["type"] == "Recreate"
 

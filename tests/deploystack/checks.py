@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from assetsync.feishu import schema as fs
+from assetsync.service import SERVICE_MODULES
 
 from tests.deploystack.engine import DeployTestError
 from tests.deploystack.stack import Stack
@@ -27,16 +28,7 @@ COUNT_TABLES = (
     "AND name NOT LIKE 'sqlite_%'\")]; "
     "print(json.dumps({n: db.execute(f'SELECT count(*) FROM \"{n}\"').fetchone()[0] for n in names}))"
 )
-SCRAPED = {
-    "store",
-    "collector-crypto",
-    "collector-okx",
-    "collector-fund",
-    "market",
-    "feishu-writer",
-    "alerter",
-    "sync-gateway",
-}
+SCRAPED = set(SERVICE_MODULES)
 
 
 class Fatal(DeployTestError):

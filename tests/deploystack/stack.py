@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from assetsync.service import SERVICE_MODULES
 from assetsync_emulators.binance import DEMO_API_KEY, DEMO_API_SECRET
 from assetsync_emulators.feishu import FeishuEmulator
 from assetsync_emulators.feishu_bot import BotEmulator
@@ -26,19 +27,7 @@ HERE = Path(__file__).resolve().parent
 COMPOSE_FILE = REPO / "deploy/docker-compose.yml"
 PROJECT = "assetsync-deploy-test"
 # Every service the test starts: the whole file but Grafana (no local image), plus the emulators.
-SERVICES = (
-    "nats",
-    "emulators",
-    "store",
-    "collector-crypto",
-    "collector-okx",
-    "collector-fund",
-    "market",
-    "feishu-writer",
-    "alerter",
-    "sync-gateway",
-    "prometheus",
-)
+SERVICES = ("nats", "emulators", *SERVICE_MODULES, "prometheus")
 # Host-port variables of the compose file, bound to loopback ports we pick.
 PORT_VARS = ("ASSETSYNC_GATEWAY_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT")
 EMULATOR = "http://emulators"
